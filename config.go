@@ -1,0 +1,535 @@
+package libtls
+
+/*
+#include <stdlib.h>
+#include <string.h>
+#include <tls.h>
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+// Config wraps a struct tls_config. Create it with NewConfig, set it up with
+// its setters, use it for any number of clients and servers, and Close it.
+//
+// A Config is safe for concurrent use. Setters exclude the handshakes that
+// read the configuration (libtls reads a server's ticket keys and a client's
+// session file during every handshake), so a setter called while
+// connections run waits for the handshake steps in progress.
+//
+// libtls reference-counts its configurations: closing a Config releases the
+// binding's reference, and the C configuration lives on until every client
+// and server built from it is closed too.
+type Config struct {
+	// mu is held for writing by every setter and for reading by every C
+	// call that reads the configuration (tls_configure, handshake steps).
+	mu     sync.RWMutex
+	c      *C.struct_tls_config
+	closed bool
+
+	// sessionFile keeps the *os.File given to SetSessionFile reachable:
+	// libtls neither dups nor closes the descriptor, so the file's own
+	// finalizer must not close it while libtls may use it. Every Conn and
+	// Server keeps its Config reachable, which keeps the file reachable.
+	sessionFile *os.File
+	sessionFD   int
+
+	// session holds what the binding knows of the server-side session
+	// settings; see session.go and ticket.go.
+	session sessionState
+}
+
+// NewConfig allocates a new configuration with libtls's defaults
+// (tls_config_new).
+func NewConfig() (*Config, error) {
+	if err := ensureInit(); err != nil {
+		return nil, err
+	}
+	c, err := C.tls_config_new()
+	if c == nil {
+		return nil, &ConfigError{Op: "tls_config_new", Msg: fmt.Sprintf("allocation failed: %v", err), Err: err}
+	}
+	cfg := &Config{c: c, sessionFD: -1}
+	// Only a backstop: programs should call Close.
+	runtime.SetFinalizer(cfg, (*Config).Close)
+	return cfg, nil
+}
+
+// Close releases the binding's reference to the configuration
+// (tls_config_free). It is idempotent; every later call on the Config
+// returns an error wrapping ErrClosed.
+func (cfg *Config) Close() error {
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
+	if cfg.closed {
+		return nil
+	}
+	cfg.closed = true
+	C.tls_config_free(cfg.c)
+	cfg.c = nil
+	runtime.SetFinalizer(cfg, nil)
+	return nil
+}
+
+// errConfigClosed is the error of any call on a closed Config.
+func errConfigClosed(op string) error {
+	return &ConfigError{Op: op, Msg: "config is closed", Err: ErrClosed}
+}
+
+// lastError builds the ConfigError of a failed C call. tls_config_error is
+// sticky (never cleared on success), so it is only read right after a call
+// that reported failure. Callers hold cfg.mu.
+func (cfg *Config) lastError(op string) error {
+	msg := "unknown error"
+	if m := C.tls_config_error(cfg.c); m != nil {
+		msg = C.GoString(m)
+	}
+	return &ConfigError{Op: op, Msg: msg}
+}
+
+// call runs one C setter under the write lock and maps its result: 0 is
+// success, anything else a ConfigError with tls_config_error's text. It is
+// the one place where Config setters reach C.
+func (cfg *Config) call(op string, f func(c *C.struct_tls_config) C.int) error {
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
+	if cfg.closed {
+		return errConfigClosed(op)
+	}
+	if f(cfg.c) != 0 {
+		return cfg.lastError(op)
+	}
+	return nil
+}
+
+// callVoid runs one C setter that cannot fail.
+func (cfg *Config) callVoid(op string, f func(c *C.struct_tls_config)) error {
+	return cfg.call(op, func(c *C.struct_tls_config) C.int { f(c); return 0 })
+}
+
+// acquire read-locks the configuration for a C call that reads it and
+// reports whether it is still open. The caller must call release.
+func (cfg *Config) acquire() (*C.struct_tls_config, bool) {
+	cfg.mu.RLock()
+	if cfg.closed {
+		cfg.mu.RUnlock()
+		return nil, false
+	}
+	return cfg.c, true
+}
+
+func (cfg *Config) release() { cfg.mu.RUnlock() }
+
+// cstring is a C copy of s that the caller frees with C.free.
+func cstring(s string) *C.char { return C.CString(s) }
+
+// withCString runs f with a temporary C copy of s.
+func withCString(s string, f func(*C.char) C.int) C.int {
+	p := cstring(s)
+	defer C.free(unsafe.Pointer(p))
+	return f(p)
+}
+
+// withCStrings runs f with temporary C copies of ss.
+func withCStrings(ss []string, f func([]*C.char) C.int) C.int {
+	ps := make([]*C.char, len(ss))
+	for i, s := range ss {
+		ps[i] = cstring(s)
+	}
+	defer func() {
+		for _, p := range ps {
+			C.free(unsafe.Pointer(p))
+		}
+	}()
+	return f(ps)
+}
+
+// bytesPtr returns a pointer to b's first byte (nil when b is empty) and its
+// length, for C calls that copy the bytes before they return. Passing Go
+// memory this way follows the cgo pointer rules: the bytes hold no Go
+// pointers and C keeps no reference to them.
+func bytesPtr(b []byte) (*C.uint8_t, C.size_t) {
+	if len(b) == 0 {
+		return nil, 0
+	}
+	return (*C.uint8_t)(unsafe.Pointer(&b[0])), C.size_t(len(b))
+}
+
+// optCString is like withCString for an optional argument: "" becomes NULL.
+func optCString(s string) *C.char {
+	if s == "" {
+		return nil
+	}
+	return cstring(s)
+}
+
+func freeOpt(p *C.char) {
+	if p != nil {
+		C.free(unsafe.Pointer(p))
+	}
+}
+
+// --- Certificates, keys and trust -----------------------------------------
+
+// SetCAFile sets the file of PEM root certificates used to verify the peer
+// (tls_config_set_ca_file). Without one, libtls uses its default CA file
+// (see DefaultCAFile); LibreTLS uses OpenSSL's default verify paths instead.
+func (cfg *Config) SetCAFile(path string) error {
+	return cfg.call("tls_config_set_ca_file", func(c *C.struct_tls_config) C.int {
+		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_ca_file(c, p) })
+	})
+}
+
+// SetCAPath sets a directory of hashed root certificates
+// (tls_config_set_ca_path).
+func (cfg *Config) SetCAPath(dir string) error {
+	return cfg.call("tls_config_set_ca_path", func(c *C.struct_tls_config) C.int {
+		return withCString(dir, func(p *C.char) C.int { return C.tls_config_set_ca_path(c, p) })
+	})
+}
+
+// SetCA sets the PEM root certificates used to verify the peer
+// (tls_config_set_ca_mem).
+func (cfg *Config) SetCA(pem []byte) error {
+	return cfg.call("tls_config_set_ca_mem", func(c *C.struct_tls_config) C.int {
+		p, n := bytesPtr(pem)
+		return C.tls_config_set_ca_mem(c, p, n)
+	})
+}
+
+// SetCertFile sets the PEM certificate chain file of the local side
+// (tls_config_set_cert_file).
+func (cfg *Config) SetCertFile(path string) error {
+	return cfg.call("tls_config_set_cert_file", func(c *C.struct_tls_config) C.int {
+		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_cert_file(c, p) })
+	})
+}
+
+// SetCert sets the PEM certificate chain of the local side
+// (tls_config_set_cert_mem).
+func (cfg *Config) SetCert(pem []byte) error {
+	return cfg.call("tls_config_set_cert_mem", func(c *C.struct_tls_config) C.int {
+		p, n := bytesPtr(pem)
+		return C.tls_config_set_cert_mem(c, p, n)
+	})
+}
+
+// SetKeyFile sets the PEM private key file of the local side
+// (tls_config_set_key_file).
+func (cfg *Config) SetKeyFile(path string) error {
+	return cfg.call("tls_config_set_key_file", func(c *C.struct_tls_config) C.int {
+		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_key_file(c, p) })
+	})
+}
+
+// SetKey sets the PEM private key of the local side (tls_config_set_key_mem).
+// libtls copies the key; the caller may zero its slice afterwards.
+func (cfg *Config) SetKey(pem []byte) error {
+	return cfg.call("tls_config_set_key_mem", func(c *C.struct_tls_config) C.int {
+		p, n := bytesPtr(pem)
+		return C.tls_config_set_key_mem(c, p, n)
+	})
+}
+
+// SetKeypairFile sets the certificate and key files of the local side
+// (tls_config_set_keypair_file).
+func (cfg *Config) SetKeypairFile(certPath, keyPath string) error {
+	return cfg.call("tls_config_set_keypair_file", func(c *C.struct_tls_config) C.int {
+		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
+			return C.tls_config_set_keypair_file(c, p[0], p[1])
+		})
+	})
+}
+
+// SetKeypair sets the PEM certificate chain and key of the local side
+// (tls_config_set_keypair_mem).
+func (cfg *Config) SetKeypair(certPEM, keyPEM []byte) error {
+	return cfg.call("tls_config_set_keypair_mem", func(c *C.struct_tls_config) C.int {
+		cp, cn := bytesPtr(certPEM)
+		kp, kn := bytesPtr(keyPEM)
+		return C.tls_config_set_keypair_mem(c, cp, cn, kp, kn)
+	})
+}
+
+// SetKeypairOCSPFile sets the certificate, key and DER OCSP response files of
+// the local side (tls_config_set_keypair_ocsp_file). An empty ocspPath
+// means no staple.
+func (cfg *Config) SetKeypairOCSPFile(certPath, keyPath, ocspPath string) error {
+	return cfg.call("tls_config_set_keypair_ocsp_file", func(c *C.struct_tls_config) C.int {
+		o := optCString(ocspPath)
+		defer freeOpt(o)
+		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
+			return C.tls_config_set_keypair_ocsp_file(c, p[0], p[1], o)
+		})
+	})
+}
+
+// SetKeypairOCSP sets the certificate, key and DER OCSP response of the local
+// side (tls_config_set_keypair_ocsp_mem).
+func (cfg *Config) SetKeypairOCSP(certPEM, keyPEM, ocspDER []byte) error {
+	return cfg.call("tls_config_set_keypair_ocsp_mem", func(c *C.struct_tls_config) C.int {
+		cp, cn := bytesPtr(certPEM)
+		kp, kn := bytesPtr(keyPEM)
+		op, on := bytesPtr(ocspDER)
+		return C.tls_config_set_keypair_ocsp_mem(c, cp, cn, kp, kn, op, on)
+	})
+}
+
+// AddKeypairFile adds another certificate and key for a server, chosen by
+// SNI (tls_config_add_keypair_file).
+func (cfg *Config) AddKeypairFile(certPath, keyPath string) error {
+	return cfg.call("tls_config_add_keypair_file", func(c *C.struct_tls_config) C.int {
+		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
+			return C.tls_config_add_keypair_file(c, p[0], p[1])
+		})
+	})
+}
+
+// AddKeypair adds another PEM certificate and key for a server, chosen by
+// SNI (tls_config_add_keypair_mem).
+func (cfg *Config) AddKeypair(certPEM, keyPEM []byte) error {
+	return cfg.call("tls_config_add_keypair_mem", func(c *C.struct_tls_config) C.int {
+		cp, cn := bytesPtr(certPEM)
+		kp, kn := bytesPtr(keyPEM)
+		return C.tls_config_add_keypair_mem(c, cp, cn, kp, kn)
+	})
+}
+
+// AddKeypairOCSPFile is AddKeypairFile with an OCSP response file
+// (tls_config_add_keypair_ocsp_file).
+func (cfg *Config) AddKeypairOCSPFile(certPath, keyPath, ocspPath string) error {
+	return cfg.call("tls_config_add_keypair_ocsp_file", func(c *C.struct_tls_config) C.int {
+		o := optCString(ocspPath)
+		defer freeOpt(o)
+		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
+			return C.tls_config_add_keypair_ocsp_file(c, p[0], p[1], o)
+		})
+	})
+}
+
+// AddKeypairOCSP is AddKeypair with a DER OCSP response
+// (tls_config_add_keypair_ocsp_mem).
+func (cfg *Config) AddKeypairOCSP(certPEM, keyPEM, ocspDER []byte) error {
+	return cfg.call("tls_config_add_keypair_ocsp_mem", func(c *C.struct_tls_config) C.int {
+		cp, cn := bytesPtr(certPEM)
+		kp, kn := bytesPtr(keyPEM)
+		op, on := bytesPtr(ocspDER)
+		return C.tls_config_add_keypair_ocsp_mem(c, cp, cn, kp, kn, op, on)
+	})
+}
+
+// SetOCSPStapleFile sets the DER OCSP response a server staples
+// (tls_config_set_ocsp_staple_file).
+func (cfg *Config) SetOCSPStapleFile(path string) error {
+	return cfg.call("tls_config_set_ocsp_staple_file", func(c *C.struct_tls_config) C.int {
+		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_ocsp_staple_file(c, p) })
+	})
+}
+
+// SetOCSPStaple sets the DER OCSP response a server staples
+// (tls_config_set_ocsp_staple_mem).
+func (cfg *Config) SetOCSPStaple(der []byte) error {
+	return cfg.call("tls_config_set_ocsp_staple_mem", func(c *C.struct_tls_config) C.int {
+		p, n := bytesPtr(der)
+		return C.tls_config_set_ocsp_staple_mem(c, p, n)
+	})
+}
+
+// SetCRLFile sets a PEM certificate revocation list file
+// (tls_config_set_crl_file).
+func (cfg *Config) SetCRLFile(path string) error {
+	return cfg.call("tls_config_set_crl_file", func(c *C.struct_tls_config) C.int {
+		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_crl_file(c, p) })
+	})
+}
+
+// SetCRL sets a PEM certificate revocation list (tls_config_set_crl_mem).
+func (cfg *Config) SetCRL(pem []byte) error {
+	return cfg.call("tls_config_set_crl_mem", func(c *C.struct_tls_config) C.int {
+		p, n := bytesPtr(pem)
+		return C.tls_config_set_crl_mem(c, p, n)
+	})
+}
+
+// ClearKeys zeroes the private keys held by the configuration
+// (tls_config_clear_keys). Call it after the servers that need them are
+// configured.
+func (cfg *Config) ClearKeys() error {
+	return cfg.callVoid("tls_config_clear_keys", func(c *C.struct_tls_config) { C.tls_config_clear_keys(c) })
+}
+
+// --- Handshake parameters -------------------------------------------------
+
+// SetALPN sets the ALPN protocols, most preferred first
+// (tls_config_set_alpn). A client offers them; a server selects the first
+// of its own that the client offered. Each name must be 1 to 255 bytes
+// without commas.
+func (cfg *Config) SetALPN(protos ...string) error {
+	const op = "tls_config_set_alpn"
+	for _, p := range protos {
+		if p == "" || len(p) > 255 || strings.Contains(p, ",") {
+			return &ConfigError{Op: op, Msg: fmt.Sprintf("invalid ALPN protocol %q", p), Err: errInvalid}
+		}
+	}
+	if len(protos) == 0 {
+		return &ConfigError{Op: op, Msg: "no ALPN protocols", Err: errInvalid}
+	}
+	return cfg.call(op, func(c *C.struct_tls_config) C.int {
+		return withCString(strings.Join(protos, ","), func(p *C.char) C.int { return C.tls_config_set_alpn(c, p) })
+	})
+}
+
+// SetCiphers sets the cipher list (tls_config_set_ciphers): "secure" (or
+// "default"), "compat", "legacy", "insecure" (or "all"), or an OpenSSL
+// cipher string.
+func (cfg *Config) SetCiphers(ciphers string) error {
+	return cfg.call("tls_config_set_ciphers", func(c *C.struct_tls_config) C.int {
+		return withCString(ciphers, func(p *C.char) C.int { return C.tls_config_set_ciphers(c, p) })
+	})
+}
+
+// SetDHEParams sets the DHE parameters: "none", "auto" or "legacy"
+// (tls_config_set_dheparams).
+func (cfg *Config) SetDHEParams(params string) error {
+	return cfg.call("tls_config_set_dheparams", func(c *C.struct_tls_config) C.int {
+		return withCString(params, func(p *C.char) C.int { return C.tls_config_set_dheparams(c, p) })
+	})
+}
+
+// SetECDHECurve sets a single ECDHE curve (tls_config_set_ecdhecurve;
+// deprecated in libtls in favour of SetECDHECurves).
+func (cfg *Config) SetECDHECurve(curve string) error {
+	return cfg.call("tls_config_set_ecdhecurve", func(c *C.struct_tls_config) C.int {
+		return withCString(curve, func(p *C.char) C.int { return C.tls_config_set_ecdhecurve(c, p) })
+	})
+}
+
+// SetECDHECurves sets the ECDHE curves (key shares), most preferred first,
+// for example "X25519,P-256" or "default" (tls_config_set_ecdhecurves).
+func (cfg *Config) SetECDHECurves(curves string) error {
+	return cfg.call("tls_config_set_ecdhecurves", func(c *C.struct_tls_config) C.int {
+		return withCString(curves, func(p *C.char) C.int { return C.tls_config_set_ecdhecurves(c, p) })
+	})
+}
+
+// SetProtocols sets the protocol versions to enable
+// (tls_config_set_protocols), for example ProtocolTLSv1_2|ProtocolTLSv1_3.
+func (cfg *Config) SetProtocols(p Protocol) error {
+	return cfg.call("tls_config_set_protocols", func(c *C.struct_tls_config) C.int {
+		return C.tls_config_set_protocols(c, C.uint32_t(p))
+	})
+}
+
+// SetVerifyDepth sets the maximum length of the peer's certificate chain
+// (tls_config_set_verify_depth).
+func (cfg *Config) SetVerifyDepth(depth int) error {
+	const op = "tls_config_set_verify_depth"
+	if depth < 0 || depth > 1<<30 {
+		return &ConfigError{Op: op, Msg: fmt.Sprintf("invalid verify depth %d", depth), Err: errInvalid}
+	}
+	return cfg.call(op, func(c *C.struct_tls_config) C.int {
+		return C.tls_config_set_verify_depth(c, C.int(depth))
+	})
+}
+
+// PreferCiphersClient makes a server honour the client's cipher preference
+// (tls_config_prefer_ciphers_client).
+func (cfg *Config) PreferCiphersClient() error {
+	return cfg.callVoid("tls_config_prefer_ciphers_client", func(c *C.struct_tls_config) { C.tls_config_prefer_ciphers_client(c) })
+}
+
+// PreferCiphersServer makes a server use its own cipher preference, the
+// default (tls_config_prefer_ciphers_server).
+func (cfg *Config) PreferCiphersServer() error {
+	return cfg.callVoid("tls_config_prefer_ciphers_server", func(c *C.struct_tls_config) { C.tls_config_prefer_ciphers_server(c) })
+}
+
+// --- Verification ---------------------------------------------------------
+
+// InsecureNoVerifyCert disables verification of the peer's certificate chain
+// (tls_config_insecure_noverifycert). For tests only.
+func (cfg *Config) InsecureNoVerifyCert() error {
+	return cfg.callVoid("tls_config_insecure_noverifycert", func(c *C.struct_tls_config) { C.tls_config_insecure_noverifycert(c) })
+}
+
+// InsecureNoVerifyName disables the check of the server name against the
+// certificate (tls_config_insecure_noverifyname).
+func (cfg *Config) InsecureNoVerifyName() error {
+	return cfg.callVoid("tls_config_insecure_noverifyname", func(c *C.struct_tls_config) { C.tls_config_insecure_noverifyname(c) })
+}
+
+// InsecureNoVerifyTime disables the validity period check of certificates
+// (tls_config_insecure_noverifytime).
+func (cfg *Config) InsecureNoVerifyTime() error {
+	return cfg.callVoid("tls_config_insecure_noverifytime", func(c *C.struct_tls_config) { C.tls_config_insecure_noverifytime(c) })
+}
+
+// Verify turns all certificate verification back on (tls_config_verify).
+func (cfg *Config) Verify() error {
+	return cfg.callVoid("tls_config_verify", func(c *C.struct_tls_config) { C.tls_config_verify(c) })
+}
+
+// VerifyClient makes a server require and verify a client certificate
+// (tls_config_verify_client).
+func (cfg *Config) VerifyClient() error {
+	return cfg.callVoid("tls_config_verify_client", func(c *C.struct_tls_config) { C.tls_config_verify_client(c) })
+}
+
+// VerifyClientOptional makes a server verify a client certificate when one
+// is sent (tls_config_verify_client_optional).
+func (cfg *Config) VerifyClientOptional() error {
+	return cfg.callVoid("tls_config_verify_client_optional", func(c *C.struct_tls_config) { C.tls_config_verify_client_optional(c) })
+}
+
+// OCSPRequireStapling makes a client require a valid stapled OCSP response
+// (tls_config_ocsp_require_stapling).
+func (cfg *Config) OCSPRequireStapling() error {
+	return cfg.callVoid("tls_config_ocsp_require_stapling", func(c *C.struct_tls_config) { C.tls_config_ocsp_require_stapling(c) })
+}
+
+// DefaultCAFile returns the path of libtls's default CA file
+// (tls_default_ca_cert_file). LibreTLS ignores it in favour of OpenSSL's
+// default verify paths.
+func DefaultCAFile() string {
+	if p := C.tls_default_ca_cert_file(); p != nil {
+		return C.GoString(p)
+	}
+	return ""
+}
+
+// LoadFile reads a PEM file, decrypting a private key with password when
+// one is given (tls_load_file). The result can be passed to SetKey; zero it
+// when done.
+func LoadFile(path string, password []byte) ([]byte, error) {
+	if err := ensureInit(); err != nil {
+		return nil, err
+	}
+	cpath := cstring(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var cpw *C.char
+	if password != nil {
+		// A NUL-terminated C copy, zeroed before it is freed.
+		cpw = (*C.char)(C.calloc(C.size_t(len(password)+1), 1))
+		pw := unsafe.Slice((*byte)(unsafe.Pointer(cpw)), len(password)+1)
+		copy(pw, password)
+		defer func() {
+			clear(pw)
+			C.free(unsafe.Pointer(cpw))
+		}()
+	}
+	var n C.size_t
+	buf, err := C.tls_load_file(cpath, &n, cpw)
+	if buf == nil {
+		return nil, &ConfigError{Op: "tls_load_file", Msg: fmt.Sprintf("failed to load %s: %v", path, err), Err: err}
+	}
+	out := C.GoBytes(unsafe.Pointer(buf), C.int(n))
+	C.tls_unload_file(buf, n) // zeroes and frees
+	return out, nil
+}

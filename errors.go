@@ -1,0 +1,51 @@
+package libtls
+
+import (
+	"errors"
+	"net"
+)
+
+// ErrClosed is returned (wrapped) by every call on a closed Config, Server
+// or Conn. It is net.ErrClosed, so errors.Is(err, net.ErrClosed) holds too.
+var ErrClosed = net.ErrClosed
+
+// ConfigError is the error of a failing Config call. Op names the libtls
+// function (for example "tls_config_set_session_id") and Msg is the text of
+// tls_config_error verbatim ("session ID too large"). Errors that the binding
+// detects before calling C (a closed Config, ticket key revision 0, a
+// fractional session lifetime) use the same type with a message of the
+// binding's own; Err then holds a sentinel such as ErrClosed.
+type ConfigError struct {
+	Op  string
+	Msg string
+	Err error
+}
+
+func (e *ConfigError) Error() string { return "libtls: " + e.Op + ": " + e.Msg }
+
+// Unwrap returns the underlying sentinel, if any.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Error is the error of a failing operation on a TLS context (handshake,
+// read, write, close). Op names the operation ("handshake", "read",
+// "write", "close", "accept", "connect", "configure") and Msg is the text of
+// tls_error verbatim.
+type Error struct {
+	Op  string
+	Msg string
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Msg == "" && e.Err != nil {
+		return "libtls: " + e.Op + ": " + e.Err.Error()
+	}
+	return "libtls: " + e.Op + ": " + e.Msg
+}
+
+// Unwrap returns the underlying error, if any (a transport error, or
+// ErrClosed).
+func (e *Error) Unwrap() error { return e.Err }
+
+// errInvalid is wrapped by ConfigErrors for input the binding refuses itself.
+var errInvalid = errors.New("invalid argument")

@@ -1,0 +1,3 @@
+module github.com/golibtls/libtls
+
+go 1.24

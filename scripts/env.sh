@@ -1,0 +1,44 @@
+# shellcheck shell=bash
+# Shared set-up for scripts/test, scripts/bench and scripts/demo: installs the
+# build dependencies on a fresh Debian machine and points cgo at the libtls
+# under test. Source it, then call libtls_setup.
+
+# apt_install installs the named Debian packages that are not installed yet.
+apt_install() {
+	local missing=() p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "missing packages: ${missing[*]} (run as root to install them)" >&2
+		return 1
+	fi
+	echo "== apt-get install ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+libtls_setup() {
+	if command -v dpkg-query >/dev/null 2>&1; then
+		local pkgs=(pkg-config gcc libc6-dev openssl)
+		# With LIBTLS_PREFIX the system libtls is not needed.
+		[ -z "${LIBTLS_PREFIX:-}" ] && pkgs+=(libtls-dev)
+		apt_install "${pkgs[@]}"
+	fi
+	if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+		export PATH="/usr/local/go/bin:$PATH"
+	fi
+	export CGO_ENABLED=1
+	if [ -n "${LIBTLS_PREFIX:-}" ]; then
+		local pc="$LIBTLS_PREFIX/lib/pkgconfig"
+		if [ ! -f "$pc/libtls.pc" ]; then
+			echo "LIBTLS_PREFIX=$LIBTLS_PREFIX has no lib/pkgconfig/libtls.pc" >&2
+			return 1
+		fi
+		export PKG_CONFIG_PATH="$pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+		# An rpath so test binaries load this install, not the system's.
+		export CGO_LDFLAGS="-Wl,-rpath,$LIBTLS_PREFIX/lib ${CGO_LDFLAGS:-}"
+		export PATH="$LIBTLS_PREFIX/bin:$PATH"
+	fi
+}
