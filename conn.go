@@ -268,6 +268,11 @@ func (c *Conn) handshake() error {
 			return err
 		}
 	}
+	if !c.isClient {
+		if err := c.cfg.ensureTicketKeys(); err != nil {
+			return err
+		}
+	}
 	for {
 		c.cfg.mu.RLock() // ticket keys and the session file are read here
 		c.cMu.Lock()

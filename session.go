@@ -28,6 +28,7 @@ const (
 type sessionState struct {
 	lifetime time.Duration
 	id       []byte // nil until SetSessionID: libtls's random default
+	tickets  ticketState
 }
 
 // SetSessionFD sets the file descriptor of a client's session file
@@ -55,7 +56,12 @@ func (cfg *Config) SetSessionFile(f *os.File) error {
 		return cfg.setSessionFD(-1, nil)
 	}
 	// Fd puts f into blocking mode, which libtls's pread/pwrite expect.
-	return cfg.setSessionFD(int(f.Fd()), f)
+	fd := f.Fd()
+	if fd == ^uintptr(0) {
+		// A closed f: int(fd) would be -1, silently disabling sessions.
+		return &ConfigError{Op: "tls_config_set_session_fd", Msg: "session file is closed", Err: os.ErrClosed}
+	}
+	return cfg.setSessionFD(int(fd), f)
 }
 
 func (cfg *Config) setSessionFD(fd int, f *os.File) error {
@@ -109,6 +115,7 @@ func (cfg *Config) SetSessionLifetime(d time.Duration) error {
 		rc := C.tls_config_set_session_lifetime(c, C.int(secs))
 		if rc == 0 {
 			cfg.session.lifetime = d
+			cfg.session.tickets.nextCheck.Store(0)
 		}
 		return rc
 	})
