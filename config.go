@@ -8,6 +8,7 @@ package libtls
 import "C"
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"runtime"
@@ -72,8 +73,11 @@ func (cfg *Config) Close() error {
 		return nil
 	}
 	cfg.closed = true
+	// tls_config_free only drops the binding's reference: the C config
+	// lives on while servers and connections configured from it do, and
+	// those still reach it through cfg.c (ticket key rotation). Public
+	// methods check closed instead.
 	C.tls_config_free(cfg.c)
-	cfg.c = nil
 	runtime.SetFinalizer(cfg, nil)
 	return nil
 }
@@ -97,7 +101,13 @@ func (cfg *Config) lastError(op string) error {
 // call runs one C setter under the write lock and maps its result: 0 is
 // success, anything else a ConfigError with tls_config_error's text. It is
 // the one place where Config setters reach C.
-func (cfg *Config) call(op string, f func(c *C.struct_tls_config) C.int) error {
+//
+// The C strings of strs are checked first: a Go string with a NUL byte would
+// be silently truncated by C, so it is refused.
+func (cfg *Config) call(op string, f func(c *C.struct_tls_config) C.int, strs ...string) error {
+	if err := checkNUL(op, strs...); err != nil {
+		return err
+	}
 	cfg.mu.Lock()
 	defer cfg.mu.Unlock()
 	if cfg.closed {
@@ -105,6 +115,16 @@ func (cfg *Config) call(op string, f func(c *C.struct_tls_config) C.int) error {
 	}
 	if f(cfg.c) != 0 {
 		return cfg.lastError(op)
+	}
+	return nil
+}
+
+// checkNUL refuses strings that C would silently truncate at a NUL byte.
+func checkNUL(op string, strs ...string) error {
+	for _, s := range strs {
+		if strings.IndexByte(s, 0) >= 0 {
+			return &ConfigError{Op: op, Msg: fmt.Sprintf("string %q contains a NUL byte", s), Err: errInvalid}
+		}
 	}
 	return nil
 }
@@ -184,7 +204,7 @@ func freeOpt(p *C.char) {
 func (cfg *Config) SetCAFile(path string) error {
 	return cfg.call("tls_config_set_ca_file", func(c *C.struct_tls_config) C.int {
 		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_ca_file(c, p) })
-	})
+	}, path)
 }
 
 // SetCAPath sets a directory of hashed root certificates
@@ -192,7 +212,7 @@ func (cfg *Config) SetCAFile(path string) error {
 func (cfg *Config) SetCAPath(dir string) error {
 	return cfg.call("tls_config_set_ca_path", func(c *C.struct_tls_config) C.int {
 		return withCString(dir, func(p *C.char) C.int { return C.tls_config_set_ca_path(c, p) })
-	})
+	}, dir)
 }
 
 // SetCA sets the PEM root certificates used to verify the peer
@@ -209,7 +229,7 @@ func (cfg *Config) SetCA(pem []byte) error {
 func (cfg *Config) SetCertFile(path string) error {
 	return cfg.call("tls_config_set_cert_file", func(c *C.struct_tls_config) C.int {
 		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_cert_file(c, p) })
-	})
+	}, path)
 }
 
 // SetCert sets the PEM certificate chain of the local side
@@ -226,7 +246,7 @@ func (cfg *Config) SetCert(pem []byte) error {
 func (cfg *Config) SetKeyFile(path string) error {
 	return cfg.call("tls_config_set_key_file", func(c *C.struct_tls_config) C.int {
 		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_key_file(c, p) })
-	})
+	}, path)
 }
 
 // SetKey sets the PEM private key of the local side (tls_config_set_key_mem).
@@ -245,7 +265,7 @@ func (cfg *Config) SetKeypairFile(certPath, keyPath string) error {
 		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
 			return C.tls_config_set_keypair_file(c, p[0], p[1])
 		})
-	})
+	}, certPath, keyPath)
 }
 
 // SetKeypair sets the PEM certificate chain and key of the local side
@@ -268,7 +288,7 @@ func (cfg *Config) SetKeypairOCSPFile(certPath, keyPath, ocspPath string) error 
 		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
 			return C.tls_config_set_keypair_ocsp_file(c, p[0], p[1], o)
 		})
-	})
+	}, certPath, keyPath, ocspPath)
 }
 
 // SetKeypairOCSP sets the certificate, key and DER OCSP response of the local
@@ -289,7 +309,7 @@ func (cfg *Config) AddKeypairFile(certPath, keyPath string) error {
 		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
 			return C.tls_config_add_keypair_file(c, p[0], p[1])
 		})
-	})
+	}, certPath, keyPath)
 }
 
 // AddKeypair adds another PEM certificate and key for a server, chosen by
@@ -311,7 +331,7 @@ func (cfg *Config) AddKeypairOCSPFile(certPath, keyPath, ocspPath string) error 
 		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
 			return C.tls_config_add_keypair_ocsp_file(c, p[0], p[1], o)
 		})
-	})
+	}, certPath, keyPath, ocspPath)
 }
 
 // AddKeypairOCSP is AddKeypair with a DER OCSP response
@@ -330,7 +350,7 @@ func (cfg *Config) AddKeypairOCSP(certPEM, keyPEM, ocspDER []byte) error {
 func (cfg *Config) SetOCSPStapleFile(path string) error {
 	return cfg.call("tls_config_set_ocsp_staple_file", func(c *C.struct_tls_config) C.int {
 		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_ocsp_staple_file(c, p) })
-	})
+	}, path)
 }
 
 // SetOCSPStaple sets the DER OCSP response a server staples
@@ -347,7 +367,7 @@ func (cfg *Config) SetOCSPStaple(der []byte) error {
 func (cfg *Config) SetCRLFile(path string) error {
 	return cfg.call("tls_config_set_crl_file", func(c *C.struct_tls_config) C.int {
 		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_crl_file(c, p) })
-	})
+	}, path)
 }
 
 // SetCRL sets a PEM certificate revocation list (tls_config_set_crl_mem).
@@ -374,7 +394,7 @@ func (cfg *Config) ClearKeys() error {
 func (cfg *Config) SetALPN(protos ...string) error {
 	const op = "tls_config_set_alpn"
 	for _, p := range protos {
-		if p == "" || len(p) > 255 || strings.Contains(p, ",") {
+		if p == "" || len(p) > 255 || strings.ContainsAny(p, ",\x00") {
 			return &ConfigError{Op: op, Msg: fmt.Sprintf("invalid ALPN protocol %q", p), Err: errInvalid}
 		}
 	}
@@ -392,7 +412,7 @@ func (cfg *Config) SetALPN(protos ...string) error {
 func (cfg *Config) SetCiphers(ciphers string) error {
 	return cfg.call("tls_config_set_ciphers", func(c *C.struct_tls_config) C.int {
 		return withCString(ciphers, func(p *C.char) C.int { return C.tls_config_set_ciphers(c, p) })
-	})
+	}, ciphers)
 }
 
 // SetDHEParams sets the DHE parameters: "none", "auto" or "legacy"
@@ -400,7 +420,7 @@ func (cfg *Config) SetCiphers(ciphers string) error {
 func (cfg *Config) SetDHEParams(params string) error {
 	return cfg.call("tls_config_set_dheparams", func(c *C.struct_tls_config) C.int {
 		return withCString(params, func(p *C.char) C.int { return C.tls_config_set_dheparams(c, p) })
-	})
+	}, params)
 }
 
 // SetECDHECurve sets a single ECDHE curve (tls_config_set_ecdhecurve;
@@ -408,7 +428,7 @@ func (cfg *Config) SetDHEParams(params string) error {
 func (cfg *Config) SetECDHECurve(curve string) error {
 	return cfg.call("tls_config_set_ecdhecurve", func(c *C.struct_tls_config) C.int {
 		return withCString(curve, func(p *C.char) C.int { return C.tls_config_set_ecdhecurve(c, p) })
-	})
+	}, curve)
 }
 
 // SetECDHECurves sets the ECDHE curves (key shares), most preferred first,
@@ -416,7 +436,7 @@ func (cfg *Config) SetECDHECurve(curve string) error {
 func (cfg *Config) SetECDHECurves(curves string) error {
 	return cfg.call("tls_config_set_ecdhecurves", func(c *C.struct_tls_config) C.int {
 		return withCString(curves, func(p *C.char) C.int { return C.tls_config_set_ecdhecurves(c, p) })
-	})
+	}, curves)
 }
 
 // SetProtocols sets the protocol versions to enable
@@ -511,6 +531,13 @@ func LoadFile(path string, password []byte) ([]byte, error) {
 	if err := ensureInit(); err != nil {
 		return nil, err
 	}
+	if err := checkNUL("tls_load_file", path); err != nil {
+		return nil, err
+	}
+	if bytes.IndexByte(password, 0) >= 0 {
+		// Not quoted: the message must not carry the password.
+		return nil, &ConfigError{Op: "tls_load_file", Msg: "password contains a NUL byte", Err: errInvalid}
+	}
 	cpath := cstring(path)
 	defer C.free(unsafe.Pointer(cpath))
 	var cpw *C.char
@@ -527,7 +554,11 @@ func LoadFile(path string, password []byte) ([]byte, error) {
 	var n C.size_t
 	buf, err := C.tls_load_file(cpath, &n, cpw)
 	if buf == nil {
-		return nil, &ConfigError{Op: "tls_load_file", Msg: fmt.Sprintf("failed to load %s: %v", path, err), Err: err}
+		msg := "failed to load " + path
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		return nil, &ConfigError{Op: "tls_load_file", Msg: msg, Err: err}
 	}
 	out := C.GoBytes(unsafe.Pointer(buf), C.int(n))
 	C.tls_unload_file(buf, n) // zeroes and frees

@@ -69,6 +69,9 @@ func ParseProtocols(s string) (Protocol, error) {
 	if err := ensureInit(); err != nil {
 		return 0, err
 	}
+	if err := checkNUL("tls_config_parse_protocols", s); err != nil {
+		return 0, err
+	}
 	cs := cstring(s)
 	defer C.free(unsafe.Pointer(cs))
 	var p C.uint32_t
