@@ -42,6 +42,12 @@ type Config struct {
 	sessionFile *os.File
 	sessionFD   int
 
+	// sessionCache, when set, gives each server its own session file; the
+	// Config's session fd is switched per client handshake under
+	// clientMu, which serializes those handshakes.
+	sessionCache *SessionCache
+	clientMu     sync.Mutex
+
 	// session holds what the binding knows of the server-side session
 	// settings; see session.go and ticket.go.
 	session sessionState

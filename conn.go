@@ -116,6 +116,13 @@ type Conn struct {
 	outBuf    []byte
 	connected bool // client: tls_connect_cbs has run
 
+	sent bool // guarded by flushMu: bytes have gone out on conn
+
+	// Client session file of the running handshake (see session.go).
+	sessionFD   int // -1: none
+	sessionKeep any // keeps a SessionCache file reachable
+	sessionErr  error
+
 	hsDone atomic.Bool // set after hsErr and state are final
 	hsErr  error
 	state  ConnectionState
@@ -125,7 +132,7 @@ type Conn struct {
 }
 
 func newConn(conn net.Conn, cfg *Config) *Conn {
-	c := &Conn{conn: conn, cfg: cfg}
+	c := &Conn{conn: conn, cfg: cfg, sessionFD: -1}
 	c.inBuf = make([]byte, inBufSize)
 	c.outBuf = make([]byte, outBufSize)
 	c.bio = (*C.struct_golibtls_bio)(C.calloc(1, C.size_t(unsafe.Sizeof(C.struct_golibtls_bio{}))))
@@ -263,16 +270,39 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 }
 
 func (c *Conn) handshake() error {
-	if c.isClient && !c.connected {
-		if err := c.connect(); err != nil {
-			return err
-		}
-	}
 	if !c.isClient {
 		if err := c.cfg.ensureTicketKeys(); err != nil {
 			return err
 		}
+		return c.handshakeSteps()
 	}
+	// From connect, which reads the session file, to the end of the
+	// handshake, which rewrites it, this connection owns the file.
+	release, err := c.lockClientSession()
+	if err != nil {
+		return err
+	}
+	defer release()
+	err = c.connect()
+	if err == nil {
+		err = c.handshakeSteps()
+	}
+	if err != nil && c.canRetryWithoutSession() {
+		// libtls could not use the stored session (garbage, truncated
+		// PEM; on LibreSSL a TLS 1.2 session under a TLS 1.3-only
+		// Config fails "no protocols available") and nothing has been
+		// sent yet: discard the session and start over, once.
+		if err = c.discardSession(err); err == nil {
+			if err = c.restart(); err == nil {
+				err = c.handshakeSteps()
+			}
+		}
+	}
+	return err
+}
+
+// handshakeSteps drives tls_handshake to completion.
+func (c *Conn) handshakeSteps() error {
 	for {
 		c.cfg.mu.RLock() // ticket keys and the session file are read here
 		c.cMu.Lock()
@@ -320,6 +350,26 @@ func (c *Conn) handshake() error {
 			}
 		}
 	}
+}
+
+// restart resets the client context (tls_reset), configures it again and
+// connects anew over the same transport, on which nothing was sent.
+func (c *Conn) restart() error {
+	c.cMu.Lock()
+	if c.ctx == nil {
+		c.cMu.Unlock()
+		return closedError("connect")
+	}
+	C.tls_reset(c.ctx)
+	c.bio.in_off, c.bio.in_end, c.bio.in_eof = 0, 0, 0
+	c.bio.out_off, c.bio.out_end = 0, 0
+	c.connected = false
+	err := configure(c.ctx, c.cfg)
+	c.cMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.connect()
 }
 
 // connect starts the client side (tls_connect_cbs), which also reads the
@@ -437,6 +487,9 @@ func (c *Conn) flushLocked() error {
 			return nil
 		}
 		n, err := c.conn.Write(c.outBuf[off:end])
+		if n > 0 && !c.sent {
+			c.sent = true
+		}
 		c.cMu.Lock()
 		if c.ctx != nil {
 			c.bio.out_off += C.size_t(n)

@@ -120,3 +120,103 @@ func (cfg *Config) SetSessionLifetime(d time.Duration) error {
 		return rc
 	})
 }
+
+// useSessionFD points the C configuration at fd without changing what the
+// Config records as its own session file: a SessionCache switches the
+// file per handshake, under clientMu.
+func (cfg *Config) useSessionFD(fd int) error {
+	return cfg.call("tls_config_set_session_fd", func(c *C.struct_tls_config) C.int {
+		return C.tls_config_set_session_fd(c, C.int(fd))
+	})
+}
+
+// lockClientSession finds the session file of a client handshake and locks
+// it (and, with a SessionCache, the Config's client handshakes) until the
+// returned function is called.
+func (c *Conn) lockClientSession() (func(), error) {
+	cfg := c.cfg
+	cfg.mu.RLock()
+	cache, fd := cfg.sessionCache, cfg.sessionFD
+	cfg.mu.RUnlock()
+	if cache != nil {
+		f, err := cache.file(sessionKey(c.sni, c.conn.RemoteAddr().String()))
+		if err != nil {
+			return nil, &Error{Op: "connect", Msg: "session cache: " + err.Error(), Err: err}
+		}
+		fd := int(f.Fd())
+		lk, err := sessionLock(fd)
+		if err != nil {
+			return nil, &Error{Op: "connect", Msg: "session cache: " + err.Error(), Err: err}
+		}
+		cfg.clientMu.Lock()
+		lk.Lock()
+		if err := cfg.useSessionFD(fd); err != nil {
+			lk.Unlock()
+			cfg.clientMu.Unlock()
+			return nil, err
+		}
+		c.sessionFD, c.sessionKeep = fd, f
+		return func() { lk.Unlock(); cfg.clientMu.Unlock() }, nil
+	}
+	if fd == -1 {
+		return func() {}, nil
+	}
+	lk, err := sessionLock(fd)
+	if err != nil {
+		// A bad descriptor: libtls reports it at connect.
+		return func() {}, nil
+	}
+	lk.Lock()
+	c.sessionFD = fd
+	return lk.Unlock, nil
+}
+
+// canRetryWithoutSession reports whether a failed client handshake may be
+// retried after discarding the stored session: there is one, this is the
+// first failure, and nothing has been sent to the server.
+func (c *Conn) canRetryWithoutSession() bool {
+	if c.sessionFD == -1 || c.sessionErr != nil {
+		return false
+	}
+	c.flushMu.Lock()
+	sent := c.sent
+	c.flushMu.Unlock()
+	return !sent && sessionFileSize(c.sessionFD) > 0
+}
+
+// SessionFileError is reported by Conn.SessionFileError when the binding
+// discarded a stored session that libtls could not use.
+type SessionFileError struct {
+	// Err is the libtls error the stored session caused.
+	Err error
+}
+
+func (e *SessionFileError) Error() string {
+	return "libtls: discarded unusable stored session: " + e.Err.Error()
+}
+
+func (e *SessionFileError) Unwrap() error { return e.Err }
+
+// discardSession truncates the session file after err and records why.
+func (c *Conn) discardSession(err error) error {
+	c.sessionErr = &SessionFileError{Err: err}
+	if terr := truncateSessionFile(c.sessionFD); terr != nil {
+		return &Error{Op: "connect", Msg: "cannot discard stored session: " + terr.Error(), Err: terr}
+	}
+	return nil
+}
+
+// SessionFileError reports whether the client handshake found a stored
+// session libtls could not use ("failed to parse session", or on LibreSSL
+// "no protocols available" for a TLS 1.2 session under a TLS 1.3-only
+// Config). The binding then truncated the session file and completed a
+// full handshake, and libtls wrote the new session; the returned
+// *SessionFileError holds the original error. nil when nothing happened.
+func (c *Conn) SessionFileError() error {
+	c.hsMu.Lock()
+	defer c.hsMu.Unlock()
+	if c.sessionErr == nil {
+		return nil
+	}
+	return c.sessionErr
+}

@@ -1,0 +1,137 @@
+package libtls
+
+/*
+#define _GNU_SOURCE
+#include <sys/mman.h>
+#include <errno.h>
+#include <stdlib.h>
+
+// memfd_create exists in glibc >= 2.27; older systems report ENOSYS.
+static int golibtls_memfd(const char *name) {
+#ifdef MFD_CLOEXEC
+	return memfd_create(name, MFD_CLOEXEC);
+#else
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// ErrUnsafeSessionFile is wrapped by OpenSessionFile's errors for files it
+// refuses: libtls would refuse them too, or another user could read the
+// session's master secret.
+var ErrUnsafeSessionFile = errors.New("unsafe session file")
+
+// OpenSessionFile opens a client session file for SetSessionFile, creating
+// it when missing: a regular file, read-write, owned by the real user ID,
+// mode exactly 0600, as libtls demands. An existing file that is a symlink,
+// is not a regular file, has group or world permission bits or another owner
+// is refused with an error wrapping ErrUnsafeSessionFile; it is never
+// changed.
+func OpenSessionFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err == nil {
+		// The umask may have taken bits away: set exactly 0600.
+		if err := f.Chmod(0o600); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return f, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
+	f, err = os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("session file %s: %w: is a symbolic link", path, ErrUnsafeSessionFile)
+		}
+		return nil, err
+	}
+	if err := checkSessionFile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("session file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// checkSessionFile applies libtls's rules to an open file, with Go errors.
+func checkSessionFile(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: not a regular file (%v)", ErrUnsafeSessionFile, fi.Mode().Type())
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if ok && int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("%w: owned by uid %d, not %d", ErrUnsafeSessionFile, st.Uid, os.Getuid())
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		return fmt.Errorf("%w: mode %#o, want 0600", ErrUnsafeSessionFile, perm)
+	}
+	return nil
+}
+
+// newMemorySessionFile returns an anonymous in-memory regular file (memfd)
+// with mode 0600: what libtls demands, without touching a disk.
+func newMemorySessionFile(name string) (*os.File, error) {
+	cname := cstring(name)
+	defer C.free(unsafe.Pointer(cname))
+	fd, err := C.golibtls_memfd(cname)
+	if fd < 0 {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd:"+name)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// fileID identifies a file for the session locks: descriptors of one file
+// share one lock.
+type fileID struct{ dev, ino uint64 }
+
+var sessionLocks sync.Map // fileID -> *sync.Mutex
+
+// sessionLock returns the process-wide lock of the file behind fd. libtls
+// reads the session file in every connect and rewrites it (ftruncate and
+// pwrite, without locking) at the end of every client handshake, so
+// handshakes on one file must not overlap.
+func sessionLock(fd int) (*sync.Mutex, error) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	id := fileID{uint64(st.Dev), st.Ino}
+	mu, _ := sessionLocks.LoadOrStore(id, new(sync.Mutex))
+	return mu.(*sync.Mutex), nil
+}
+
+// truncateSessionFile discards a stored session.
+func truncateSessionFile(fd int) error {
+	return syscall.Ftruncate(fd, 0)
+}
+
+// sessionFileSize reports the size of the session file behind fd.
+func sessionFileSize(fd int) int64 {
+	var st syscall.Stat_t
+	if syscall.Fstat(fd, &st) != nil {
+		return -1
+	}
+	return st.Size
+}

@@ -1,0 +1,254 @@
+package libtls
+
+import (
+	"crypto/tls"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// goTLSServer runs a crypto/tls echo server on loopback that issues session
+// tickets (TLS 1.2 unless cfg says otherwise) and counts resumed handshakes.
+type goTLSServer struct {
+	addr    string
+	resumed atomic.Int64
+	full    atomic.Int64
+}
+
+func startGoTLSServer(t testing.TB, cfg *tls.Config) *goTLSServer {
+	t.Helper()
+	l := loopback(t)
+	s := &goTLSServer{addr: l.Addr().String()}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				tc := tls.Server(c, cfg)
+				_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+				if tc.Handshake() != nil {
+					return
+				}
+				if tc.ConnectionState().DidResume {
+					s.resumed.Add(1)
+				} else {
+					s.full.Add(1)
+				}
+				io.Copy(tc, tc)
+			}()
+		}
+	}()
+	return s
+}
+
+// pingDial dials with cfg, exchanges a byte and closes.
+func pingDial(t testing.TB, addr string, cfg *Config) *Conn {
+	t.Helper()
+	c, err := Dial("tcp", addr, cfg)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = c.Write([]byte{1})
+	require.NoError(t, err)
+	_, err = io.ReadFull(c, make([]byte, 1))
+	require.NoError(t, err)
+	return c
+}
+
+func tls12Server(t testing.TB) *tls.Config {
+	g := goServerConfig(t)
+	g.MaxVersion = tls.VersionTLS12
+	return g
+}
+
+// A stored session libtls cannot use must not break the client: the binding
+// discards it, completes a full handshake, libtls rewrites the file and the
+// next connection resumes.
+func TestSessionFileRecovery(t *testing.T) {
+	srv := startGoTLSServer(t, tls12Server(t))
+	// A session issued by a different server (other ticket keys).
+	other := startGoTLSServer(t, tls12Server(t))
+	otherSession := func() []byte {
+		cfg := newClientConfig(t)
+		f := sessionFile(t)
+		require.NoError(t, cfg.SetSessionFile(f))
+		pingDial(t, other.addr, cfg)
+		b, err := os.ReadFile(f.Name())
+		require.NoError(t, err)
+		require.Contains(t, string(b), "BEGIN SSL SESSION PARAMETERS")
+		return b
+	}()
+
+	cases := []struct {
+		name      string
+		content   []byte
+		discarded bool // the binding had to discard the stored session
+	}{
+		{"empty", nil, false},
+		{"garbage", []byte("this is not a session\n"), true},
+		{"truncated PEM", otherSession[:len(otherSession)/2], true},
+		{"session of another server", otherSession, false},
+		{"binary", []byte{0, 1, 2, 3, 0xff}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := newClientConfig(t)
+			f := sessionFile(t)
+			require.NoError(t, os.WriteFile(f.Name(), tc.content, 0o600))
+			require.NoError(t, cfg.SetSessionFile(f))
+
+			c := pingDial(t, srv.addr, cfg)
+			assert.False(t, c.SessionResumed())
+			if tc.discarded {
+				var sfe *SessionFileError
+				require.ErrorAs(t, c.SessionFileError(), &sfe)
+				assert.Contains(t, sfe.Error(), "failed to parse session")
+			} else {
+				assert.NoError(t, c.SessionFileError())
+			}
+			b, err := os.ReadFile(f.Name())
+			require.NoError(t, err)
+			assert.True(t, strings.HasPrefix(string(b), "-----BEGIN SSL SESSION PARAMETERS-----"), "file rewritten with a session")
+
+			c = pingDial(t, srv.addr, cfg)
+			assert.True(t, c.SessionResumed(), "the rewritten session resumes")
+			assert.NoError(t, c.SessionFileError())
+		})
+	}
+}
+
+// LibreSSL pins a client with a stored TLS 1.2 session to TLS 1.2, so a TLS
+// 1.3-only Config fails every connect ("no protocols available") until the
+// file is truncated; the binding does that and reports it. LibreTLS
+// negotiates TLS 1.3 and ignores the stored session.
+func TestSessionFileTLS12UnderTLS13OnlyConfig(t *testing.T) {
+	srv := startGoTLSServer(t, goServerConfig(t))
+	f := sessionFile(t)
+	cfg12 := newClientConfig(t)
+	require.NoError(t, cfg12.SetProtocols(ProtocolTLSv1_2))
+	require.NoError(t, cfg12.SetSessionFile(f))
+	pingDial(t, srv.addr, cfg12)
+
+	cfg13 := newClientConfig(t)
+	require.NoError(t, cfg13.SetProtocols(ProtocolTLSv1_3))
+	require.NoError(t, cfg13.SetSessionFile(f))
+	c := pingDial(t, srv.addr, cfg13)
+	assert.Equal(t, "TLSv1.3", c.ConnectionState().Version)
+	if Backend().StoredSessionPinsTLS12 {
+		var sfe *SessionFileError
+		require.ErrorAs(t, c.SessionFileError(), &sfe)
+		assert.Contains(t, sfe.Error(), "no protocols available")
+	} else {
+		assert.NoError(t, c.SessionFileError())
+	}
+}
+
+// Hazard 1: many goroutines dialing through one Config with one session
+// file. libtls rewrites the file (ftruncate + pwrite) after every client
+// handshake and reads it in every connect; the binding serializes them.
+func TestSessionFileConcurrentClients(t *testing.T) {
+	srv := startGoTLSServer(t, tls12Server(t))
+	cfg := newClientConfig(t)
+	f := sessionFile(t)
+	require.NoError(t, cfg.SetSessionFile(f))
+	pingDial(t, srv.addr, cfg) // a first, full handshake
+
+	const workers = 64
+	deadline := time.Now().Add(concurrentClientsDuration)
+	var wg sync.WaitGroup
+	var ok, resumed, failed atomic.Int64
+	errs := make(chan error, workers)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline) && i < 10000; i++ {
+				c, err := Dial("tcp", srv.addr, cfg)
+				if err == nil {
+					_, err = c.Write([]byte{1})
+				}
+				if err == nil {
+					_, err = io.ReadFull(c, make([]byte, 1))
+				}
+				if err != nil {
+					failed.Add(1)
+					select {
+					case errs <- err:
+					default:
+					}
+				} else {
+					ok.Add(1)
+					if c.SessionResumed() {
+						resumed.Add(1)
+					}
+					if err := c.SessionFileError(); err != nil {
+						failed.Add(1) // a torn file was read
+						select {
+						case errs <- err:
+						default:
+						}
+					}
+				}
+				if c != nil {
+					c.Close()
+				}
+			}
+		}()
+	}
+	// Meanwhile a writer does what libtls does at the end of every client
+	// handshake (ftruncate, then pwrite), slowly: it widens the window in
+	// which an unserialized connect reads a torn file ("failed to parse
+	// session", which the binding would then have to recover from). It
+	// takes the lock the binding holds from connect to handshake end.
+	lk, err := sessionLock(int(f.Fd()))
+	require.NoError(t, err)
+	var torn atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for time.Now().Before(deadline) {
+			lk.Lock()
+			b, err := os.ReadFile(f.Name())
+			if err == nil && len(b) > 0 {
+				_ = f.Truncate(int64(len(b) / 2))
+				time.Sleep(2 * time.Millisecond)
+				_, _ = f.WriteAt(b, 0)
+				torn.Add(1)
+			}
+			lk.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	<-done
+	close(errs)
+	for err := range errs {
+		t.Errorf("dial failed: %v", err)
+	}
+	t.Logf("%d handshakes, %d resumed, %d failed", ok.Load(), resumed.Load(), failed.Load())
+	assert.Zero(t, failed.Load())
+	assert.Greater(t, ok.Load(), int64(workers))
+	assert.Greater(t, resumed.Load(), ok.Load()*9/10, "most handshakes resume")
+	assert.Greater(t, torn.Load(), int64(10), "the torn writer ran")
+	b, err := os.ReadFile(f.Name())
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(string(b), "-----END SSL SESSION PARAMETERS-----\n"))
+}
+
+const concurrentClientsDuration = 10 * time.Second
