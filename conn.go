@@ -246,15 +246,17 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	var stop func() bool
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() {
+		stop = context.AfterFunc(ctx, func() {
 			// Unblocks the network I/O of the handshake.
 			_ = c.conn.SetDeadline(time.Unix(1, 0))
 		})
-		defer stop()
 	}
 	err := c.handshake()
-	if ctx.Err() != nil && err != nil {
+	if stop != nil && !stop() {
+		// ctx ended during the handshake and moved the deadline into the
+		// past: the connection is unusable whatever the handshake did.
 		err = ctx.Err()
 		_ = c.conn.Close()
 	}
@@ -355,17 +357,26 @@ func (c *Conn) handshakeSteps() error {
 // restart resets the client context (tls_reset), configures it again and
 // connects anew over the same transport, on which nothing was sent.
 func (c *Conn) restart() error {
+	cc, ok := c.cfg.acquire() // lock order: Config before cMu
+	if !ok {
+		return &Error{Op: "configure", Msg: "config is closed", Err: ErrClosed}
+	}
 	c.cMu.Lock()
 	if c.ctx == nil {
 		c.cMu.Unlock()
+		c.cfg.release()
 		return closedError("connect")
 	}
 	C.tls_reset(c.ctx)
 	c.bio.in_off, c.bio.in_end, c.bio.in_eof = 0, 0, 0
 	c.bio.out_off, c.bio.out_end = 0, 0
 	c.connected = false
-	err := configure(c.ctx, c.cfg)
+	var err error
+	if C.tls_configure(c.ctx, cc) != 0 {
+		err = ctxError(c.ctx, "configure")
+	}
 	c.cMu.Unlock()
+	c.cfg.release()
 	if err != nil {
 		return err
 	}
