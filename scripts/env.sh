@@ -31,6 +31,9 @@ libtls_setup() {
 	fi
 	export CGO_ENABLED=1
 	if [ -n "${LIBTLS_PREFIX:-}" ]; then
+		# Absolute, so that the rpath holds from any directory.
+		LIBTLS_PREFIX=$(cd "$LIBTLS_PREFIX" && pwd) || return 1
+		export LIBTLS_PREFIX
 		local pc="$LIBTLS_PREFIX/lib/pkgconfig"
 		if [ ! -f "$pc/libtls.pc" ]; then
 			echo "LIBTLS_PREFIX=$LIBTLS_PREFIX has no lib/pkgconfig/libtls.pc" >&2
