@@ -39,6 +39,7 @@ type ticketKeyInfo struct {
 type ticketState struct {
 	keys      []ticketKeyInfo // newest first, at most maxTicketKeys
 	localRev  uint32          // last revision used for a generated key
+	handRev   uint32          // highest revision ever added by hand (ApplyTicketKeySet skips up to it)
 	nextCheck atomic.Int64    // unix nanos before which no key is due
 }
 
@@ -85,6 +86,9 @@ func (cfg *Config) addTicketKeyLocked(c *C.struct_tls_config, rev uint32, key []
 		return rc
 	}
 	ts := &cfg.session.tickets
+	if !local && rev > ts.handRev {
+		ts.handRev = rev
+	}
 	sum := sha256.Sum256(key)
 	if len(ts.keys) > 0 && ts.keys[0].rev == rev && ts.keys[0].sum == sum {
 		return 0 // libtls's no-op re-add of the newest key
