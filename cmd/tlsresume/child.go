@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// serveProcess is a "tlsresume serve" child process.
+type serveProcess struct {
+	cmd   *exec.Cmd
+	stdin io.Closer
+	pid   int
+	addr  string
+	out   *lockedBuffer // its stderr
+}
+
+// startServe starts this program again as "tlsresume serve" (the running
+// binary: no rebuild) and waits until it listens. The child exits when its
+// standard input closes, so it cannot outlive this process.
+func startServe(ctx context.Context, addr, certFile, keyFile, keysFile string) (*serveProcess, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"serve", "-addr", addr, "-cert", certFile, "-key", keyFile}
+	if keysFile != "" {
+		args = append(args, "-keys", keysFile)
+	}
+	return startChild(ctx, exe, args)
+}
+
+func startChild(ctx context.Context, exe string, args []string) (*serveProcess, error) {
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	p := &serveProcess{cmd: cmd, out: &lockedBuffer{}}
+	cmd.Stderr = p.out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p.stdin, p.pid = stdin, cmd.Process.Pid
+
+	line := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(stdout)
+		s, _ := r.ReadString('\n')
+		line <- s
+		_, _ = io.Copy(io.Discard, r) // keep the pipe drained
+	}()
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
+	select {
+	case s := <-line:
+		if a, ok := strings.CutPrefix(strings.TrimSpace(s), "listening on "); ok {
+			p.addr = a
+			return p, nil
+		}
+		p.stop()
+		if msg := strings.TrimSpace(p.out.String()); msg != "" {
+			return nil, errors.New(lastLine(msg))
+		}
+		return nil, fmt.Errorf("exited before listening (%v)", cmd.ProcessState)
+	case <-timer.C:
+		p.stop()
+		return nil, errors.New("not listening after 30s")
+	case <-ctx.Done():
+		p.stop()
+		return nil, ctx.Err()
+	}
+}
+
+// stop closes the child's standard input, which makes it shut down, and
+// kills it if it has not exited within 5 seconds.
+func (p *serveProcess) stop() {
+	p.stdin.Close()
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// stopAll stops the processes in parallel.
+func stopAll(procs []*serveProcess) {
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.stop() }()
+	}
+	wg.Wait()
+}
+
+func lastLine(s string) string {
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// lockedBuffer is a bytes.Buffer safe for the exec package's copying
+// goroutine and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
