@@ -403,6 +403,20 @@ func setterCases(t *testing.T, fx *fixture) []setterCase {
 			defer d.Close()
 			return c.SetSessionFile(d)
 		}),
+		good("ApplyTicketKeySet", "new set", func(c *libtls.Config) error {
+			set, err := libtls.NewTicketKeySet()
+			if err != nil {
+				return err
+			}
+			defer set.Zero()
+			return c.ApplyTicketKeySet(set)
+		}),
+		bad("ApplyTicketKeySet", "nil set", ownErr(opTicketKey, "invalid ticket key set: nil ticket key set"), func(c *libtls.Config) error {
+			return c.ApplyTicketKeySet(nil)
+		}),
+		bad("ApplyTicketKeySet", "no keys", ownErr(opTicketKey, "invalid ticket key set: no ticket keys"), func(c *libtls.Config) error {
+			return c.ApplyTicketKeySet(&libtls.TicketKeySet{SessionID: []byte("fleet")})
+		}),
 		good("SetSessionCache", "memory cache", func(c *libtls.Config) error { return c.SetSessionCache(libtls.NewMemorySessionCache()) }),
 		good("SetSessionCache", "nil", func(c *libtls.Config) error { return c.SetSessionCache(nil) }),
 		accepted("SetSessionCache", "closed cache (client connects fail later)", func(c *libtls.Config) error {
@@ -536,9 +550,16 @@ func closedCalls(t *testing.T, fx *fixture) map[string]func(*libtls.Config) erro
 		"SetSessionFD":         func(c *libtls.Config) error { return c.SetSessionFD(int(f.Fd())) },
 		"SetSessionFile":       func(c *libtls.Config) error { return c.SetSessionFile(f) },
 		"SetSessionCache":      func(c *libtls.Config) error { return c.SetSessionCache(libtls.NewMemorySessionCache()) },
-		"SetSessionID":         func(c *libtls.Config) error { return c.SetSessionID([]byte("id")) },
-		"SetSessionLifetime":   func(c *libtls.Config) error { return c.SetSessionLifetime(time.Hour) },
-		"AddTicketKey":         func(c *libtls.Config) error { return c.AddTicketKey(1, make([]byte, libtls.TicketKeySize)) },
+		"ApplyTicketKeySet": func(c *libtls.Config) error {
+			set, err := libtls.NewTicketKeySet()
+			if err != nil {
+				return err
+			}
+			return c.ApplyTicketKeySet(set)
+		},
+		"SetSessionID":       func(c *libtls.Config) error { return c.SetSessionID([]byte("id")) },
+		"SetSessionLifetime": func(c *libtls.Config) error { return c.SetSessionLifetime(time.Hour) },
+		"AddTicketKey":       func(c *libtls.Config) error { return c.AddTicketKey(1, make([]byte, libtls.TicketKeySize)) },
 	}
 }
 
