@@ -1,9 +1,34 @@
 package libtls
 
 /*
+#cgo linux LDFLAGS: -ldl
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tls.h>
+
+// golibtls_clear_ssl_errors empties this thread's OpenSSL error queue.
+// libtls's config setters build their message from the queue's first entry
+// without clearing it first, so an error left over on the thread by an
+// earlier failure would otherwise be reported as this call's. The function
+// is looked up at run time because Debian's libtls-dev does not bring the
+// libcrypto development files to link against; libcrypto is loaded with
+// libtls anyway. (In a static binary the lookup fails and nothing is
+// cleared.)
+static void (*golibtls_err_clear)(void);
+static pthread_once_t golibtls_err_clear_once = PTHREAD_ONCE_INIT;
+
+static void golibtls_find_err_clear(void) {
+	golibtls_err_clear = (void (*)(void))dlsym(RTLD_DEFAULT, "ERR_clear_error");
+}
+
+static void golibtls_clear_ssl_errors(void) {
+	pthread_once(&golibtls_err_clear_once, golibtls_find_err_clear);
+	if (golibtls_err_clear != NULL)
+		golibtls_err_clear();
+}
 */
 import "C"
 
@@ -119,6 +144,10 @@ func (cfg *Config) call(op string, f func(c *C.struct_tls_config) C.int, strs ..
 	if cfg.closed {
 		return errConfigClosed(op)
 	}
+	// The error queue is per OS thread: clear it and call on one thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	C.golibtls_clear_ssl_errors()
 	if f(cfg.c) != 0 {
 		return cfg.lastError(op)
 	}
