@@ -549,22 +549,30 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.cMu.Unlock()
 			return 0, closedError("read")
 		}
+		before := c.bio.out_end
 		n := C.tls_read(c.ctx, unsafe.Pointer(&p[0]), C.size_t(len(p)))
-		pending := c.bio.out_end > c.bio.out_off
+		// Only the bytes this call queued (a post-handshake message or an
+		// alert) are the reader's to send. Bytes queued before it belong
+		// to a Write or a background flush that is sending them.
+		produced := c.bio.out_end > before
 		var err error
 		if n < 0 && n != C.TLS_WANT_POLLIN && n != C.TLS_WANT_POLLOUT {
 			err = ctxError(c.ctx, "read")
 		}
 		c.cMu.Unlock()
 
-		if pending {
-			// A post-handshake message or an alert. A reader about to
-			// wait for input must not first wait for the peer to read.
-			if n == C.TLS_WANT_POLLIN {
-				c.flushInBackground()
-			} else if ferr := c.flush(); ferr != nil && n <= 0 && err == nil {
+		if n == C.TLS_WANT_POLLOUT {
+			// The out buffer is full: wait until it drains.
+			if ferr := c.flush(); ferr != nil {
 				return 0, ferr
 			}
+		} else if produced {
+			// A reader never waits for the peer to read: the peer may
+			// itself be blocked writing to us (both ends of a net.Pipe or
+			// a full socket buffer), waiting for this Read. Waiting for
+			// flushMu, held by a Write blocked on the network, or
+			// flushing synchronously would deadlock both ends.
+			c.flushInBackground()
 		}
 		switch {
 		case n > 0:
