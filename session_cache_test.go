@@ -13,45 +13,16 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// startLibtlsEchoServer runs a golibtls echo server on loopback with a
-// session lifetime, so that it issues tickets where the backend can.
-func startLibtlsEchoServer(t testing.TB, cfg *Config) string {
-	t.Helper()
-	require.NoError(t, cfg.SetSessionLifetime(time.Hour))
-	inner := loopback(t)
-	l, err := NewListener(inner, cfg)
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return inner.Addr().String()
-}
-
 // ticketServer starts a TLS 1.2 server that issues session tickets: golibtls
 // where the backend's servers resume (LibreSSL), crypto/tls otherwise.
 func ticketServer(t testing.TB) string {
 	if Backend().ServerSessionResumption {
 		cfg := newServerConfig(t)
 		require.NoError(t, cfg.SetProtocols(ProtocolTLSv1_2))
-		return startLibtlsEchoServer(t, cfg)
+		require.NoError(t, cfg.SetSessionLifetime(time.Hour))
+		return libtlsServer(t, cfg, echo).Addr
 	}
-	return startGoTLSServer(t, tls12Server(t)).addr
+	return goServer(t, tls12Server(t), echo).Addr
 }
 
 // One client Config with a SessionCache resumes with each of three servers
@@ -164,7 +135,7 @@ func TestSessionCacheClosed(t *testing.T) {
 	require.NoError(t, cache.Close())
 	cfg := newClientConfig(t)
 	require.NoError(t, cfg.SetSessionCache(cache))
-	addr := startGoTLSServer(t, tls12Server(t)).addr
+	addr := goServer(t, tls12Server(t), echo).Addr
 	_, err := Dial("tcp", addr, cfg)
 	require.ErrorIs(t, err, net.ErrClosed)
 }

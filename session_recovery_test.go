@@ -14,49 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// goTLSServer runs a crypto/tls echo server on loopback that issues session
-// tickets (TLS 1.2 unless cfg says otherwise) and counts resumed handshakes.
-type goTLSServer struct {
-	addr    string
-	resumed atomic.Int64
-	full    atomic.Int64
-}
-
-func startGoTLSServer(t testing.TB, cfg *tls.Config) *goTLSServer {
-	t.Helper()
-	l := loopback(t)
-	s := &goTLSServer{addr: l.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				tc := tls.Server(c, cfg)
-				_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
-				if tc.Handshake() != nil {
-					return
-				}
-				if tc.ConnectionState().DidResume {
-					s.resumed.Add(1)
-				} else {
-					s.full.Add(1)
-				}
-				io.Copy(tc, tc)
-			}()
-		}
-	}()
-	return s
-}
-
 // pingDial dials with cfg, exchanges a byte and closes.
 func pingDial(t testing.TB, addr string, cfg *Config) *Conn {
 	t.Helper()
@@ -81,14 +38,14 @@ func tls12Server(t testing.TB) *tls.Config {
 // discards it, completes a full handshake, libtls rewrites the file and the
 // next connection resumes.
 func TestSessionFileRecovery(t *testing.T) {
-	srv := startGoTLSServer(t, tls12Server(t))
+	srv := goServer(t, tls12Server(t), echo)
 	// A session issued by a different server (other ticket keys).
-	other := startGoTLSServer(t, tls12Server(t))
+	other := goServer(t, tls12Server(t), echo)
 	otherSession := func() []byte {
 		cfg := newClientConfig(t)
 		f := sessionFile(t)
 		require.NoError(t, cfg.SetSessionFile(f))
-		pingDial(t, other.addr, cfg)
+		pingDial(t, other.Addr, cfg)
 		b, err := os.ReadFile(f.Name())
 		require.NoError(t, err)
 		require.Contains(t, string(b), "BEGIN SSL SESSION PARAMETERS")
@@ -113,7 +70,7 @@ func TestSessionFileRecovery(t *testing.T) {
 			require.NoError(t, os.WriteFile(f.Name(), tc.content, 0o600))
 			require.NoError(t, cfg.SetSessionFile(f))
 
-			c := pingDial(t, srv.addr, cfg)
+			c := pingDial(t, srv.Addr, cfg)
 			assert.False(t, c.SessionResumed())
 			if tc.discarded {
 				var sfe *SessionFileError
@@ -126,7 +83,7 @@ func TestSessionFileRecovery(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, strings.HasPrefix(string(b), "-----BEGIN SSL SESSION PARAMETERS-----"), "file rewritten with a session")
 
-			c = pingDial(t, srv.addr, cfg)
+			c = pingDial(t, srv.Addr, cfg)
 			assert.True(t, c.SessionResumed(), "the rewritten session resumes")
 			assert.NoError(t, c.SessionFileError())
 		})
@@ -138,17 +95,17 @@ func TestSessionFileRecovery(t *testing.T) {
 // file is truncated; the binding does that and reports it. LibreTLS
 // negotiates TLS 1.3 and ignores the stored session.
 func TestSessionFileTLS12UnderTLS13OnlyConfig(t *testing.T) {
-	srv := startGoTLSServer(t, goServerConfig(t))
+	srv := goServer(t, goServerConfig(t), echo)
 	f := sessionFile(t)
 	cfg12 := newClientConfig(t)
 	require.NoError(t, cfg12.SetProtocols(ProtocolTLSv1_2))
 	require.NoError(t, cfg12.SetSessionFile(f))
-	pingDial(t, srv.addr, cfg12)
+	pingDial(t, srv.Addr, cfg12)
 
 	cfg13 := newClientConfig(t)
 	require.NoError(t, cfg13.SetProtocols(ProtocolTLSv1_3))
 	require.NoError(t, cfg13.SetSessionFile(f))
-	c := pingDial(t, srv.addr, cfg13)
+	c := pingDial(t, srv.Addr, cfg13)
 	assert.Equal(t, "TLSv1.3", c.ConnectionState().Version)
 	if Backend().StoredSessionPinsTLS12 {
 		var sfe *SessionFileError
@@ -163,11 +120,11 @@ func TestSessionFileTLS12UnderTLS13OnlyConfig(t *testing.T) {
 // file. libtls rewrites the file (ftruncate + pwrite) after every client
 // handshake and reads it in every connect; the binding serializes them.
 func TestSessionFileConcurrentClients(t *testing.T) {
-	srv := startGoTLSServer(t, tls12Server(t))
+	srv := goServer(t, tls12Server(t), echo)
 	cfg := newClientConfig(t)
 	f := sessionFile(t)
 	require.NoError(t, cfg.SetSessionFile(f))
-	pingDial(t, srv.addr, cfg) // a first, full handshake
+	pingDial(t, srv.Addr, cfg) // a first, full handshake
 
 	const workers = 64
 	deadline := time.Now().Add(concurrentClientsDuration)
@@ -179,7 +136,7 @@ func TestSessionFileConcurrentClients(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline) && i < 10000; i++ {
-				c, err := Dial("tcp", srv.addr, cfg)
+				c, err := Dial("tcp", srv.Addr, cfg)
 				if err == nil {
 					_, err = c.Write([]byte{1})
 				}
