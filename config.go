@@ -68,10 +68,10 @@ type Config struct {
 	sessionFD   int
 
 	// sessionCache, when set, gives each server its own session file; the
-	// Config's session fd is switched per client handshake under
-	// clientMu, which serializes those handshakes.
+	// Config's session fd is switched for each client handshake under
+	// clientSem, which serializes those handshakes.
 	sessionCache *SessionCache
-	clientMu     sync.Mutex
+	clientSem    semaphore
 
 	// session holds what the binding knows of the server-side session
 	// settings; see session.go and ticket.go.
@@ -88,7 +88,7 @@ func NewConfig() (*Config, error) {
 	if c == nil {
 		return nil, &ConfigError{Op: "tls_config_new", Msg: fmt.Sprintf("allocation failed: %v", err), Err: err}
 	}
-	cfg := &Config{c: c, sessionFD: -1}
+	cfg := &Config{c: c, sessionFD: -1, clientSem: newSemaphore()}
 	// Only a backstop: programs should call Close.
 	runtime.SetFinalizer(cfg, (*Config).Close)
 	return cfg, nil

@@ -129,7 +129,8 @@ type Conn struct {
 	state  ConnectionState
 
 	closed  atomic.Bool
-	bgFlush atomic.Bool // a background flush goroutine runs
+	closing chan struct{} // closed by Close: ends waits for session locks
+	bgFlush atomic.Bool   // a background flush goroutine runs
 }
 
 // connBufs are a Conn's in and out buffers, recycled between Conns through
@@ -144,7 +145,7 @@ type connBufs struct {
 var connBufPool = sync.Pool{New: func() any { return new(connBufs) }}
 
 func newConn(conn net.Conn, cfg *Config) *Conn {
-	c := &Conn{conn: conn, cfg: cfg, sessionFD: -1}
+	c := &Conn{conn: conn, cfg: cfg, sessionFD: -1, closing: make(chan struct{})}
 	c.bufs = connBufPool.Get().(*connBufs)
 	c.inBuf = c.bufs.in[:]
 	c.outBuf = c.bufs.out[:]
@@ -205,13 +206,11 @@ func configure(ctx *C.struct_tls, cfg *Config) error {
 func accept(srv *Server, conn net.Conn) (*Conn, error) {
 	c := newConn(conn, srv.cfg)
 	c.srv = srv
-	if _, ok := srv.cfg.acquire(); !ok {
-		c.freeBuffers()
-		return nil, &Error{Op: "accept", Msg: "config is closed", Err: ErrClosed}
-	}
+	// The read lock only excludes Config writers: a closed Config still
+	// serves the servers built from it (the server context holds a C
+	// reference). The caller holds it.
 	var cctx *C.struct_tls
 	rc := C.golibtls_accept(srv.ctx, &cctx, c.bio)
-	srv.cfg.release()
 	if rc != 0 {
 		err := ctxError(srv.ctx, "accept")
 		c.freeBuffers()
@@ -265,7 +264,7 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 			_ = c.conn.SetDeadline(time.Unix(1, 0))
 		})
 	}
-	err := c.handshake()
+	err := c.handshake(ctx)
 	if stop != nil && !stop() {
 		// ctx ended during the handshake and moved the deadline into the
 		// past: the connection is unusable whatever the handshake did.
@@ -283,16 +282,16 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	return err
 }
 
-func (c *Conn) handshake() error {
+func (c *Conn) handshake(ctx context.Context) error {
 	if !c.isClient {
-		if err := c.cfg.ensureTicketKeys(); err != nil {
+		if err := c.cfg.ensureTicketKeys(c); err != nil {
 			return err
 		}
 		return c.handshakeSteps()
 	}
 	// From connect, which reads the session file, to the end of the
 	// handshake, which rewrites it, this connection owns the file.
-	release, err := c.lockClientSession()
+	release, err := c.lockClientSession(ctx)
 	if err != nil {
 		return err
 	}
@@ -301,7 +300,7 @@ func (c *Conn) handshake() error {
 	if err == nil {
 		err = c.handshakeSteps()
 	}
-	if err != nil && c.canRetryWithoutSession() {
+	if err != nil && c.canRetryWithoutSession(err) {
 		// libtls could not use the stored session (garbage, truncated
 		// PEM; on LibreSSL a TLS 1.2 session under a TLS 1.3-only
 		// Config fails "no protocols available") and nothing has been
@@ -369,14 +368,14 @@ func (c *Conn) handshakeSteps() error {
 // restart resets the client context (tls_reset), configures it again and
 // connects anew over the same transport, on which nothing was sent.
 func (c *Conn) restart() error {
-	cc, ok := c.cfg.acquire() // lock order: Config before cMu
-	if !ok {
-		return &Error{Op: "configure", Msg: "config is closed", Err: ErrClosed}
-	}
+	// Lock order: Config before cMu. A closed Config is still usable
+	// here: the live context holds a C reference to it.
+	c.cfg.mu.RLock()
+	cc := c.cfg.c
 	c.cMu.Lock()
 	if c.ctx == nil {
 		c.cMu.Unlock()
-		c.cfg.release()
+		c.cfg.mu.RUnlock()
 		return closedError("connect")
 	}
 	C.tls_reset(c.ctx)
@@ -388,7 +387,7 @@ func (c *Conn) restart() error {
 		err = ctxError(c.ctx, "configure")
 	}
 	c.cMu.Unlock()
-	c.cfg.release()
+	c.cfg.mu.RUnlock()
 	if err != nil {
 		return err
 	}
@@ -648,6 +647,7 @@ func (c *Conn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return closedError("close")
 	}
+	close(c.closing)
 	var alertErr error
 	if c.hsDone.Load() && c.hsErr == nil && c.writeMu.TryLock() {
 		alertErr = c.closeNotify()
@@ -697,17 +697,20 @@ func (c *Conn) closeNotify() error {
 // free releases the C context and the buffers exactly once.
 func (c *Conn) free() {
 	c.cMu.Lock()
-	defer c.cMu.Unlock()
 	if c.ctx == nil && c.bio == nil {
+		c.cMu.Unlock()
 		return
 	}
-	if c.ctx != nil {
+	freedCtx := c.ctx != nil
+	if freedCtx {
 		C.tls_free(c.ctx)
 		c.ctx = nil
 	}
 	c.freeBuffersLocked()
 	runtime.SetFinalizer(c, nil)
-	if c.srv != nil {
+	c.cMu.Unlock()
+	// After cMu: Server.mu comes before Config.mu, which comes before cMu.
+	if freedCtx && c.srv != nil {
 		c.srv.release()
 	}
 }

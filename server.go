@@ -41,6 +41,11 @@ func NewServer(cfg *Config) (*Server, error) {
 		C.tls_free(ctx)
 		return nil, err
 	}
+	cfg.mu.Lock()
+	if cfg.session.lifetime > 0 {
+		cfg.session.serving = true
+	}
+	cfg.mu.Unlock()
 	return &Server{cfg: cfg, ctx: ctx, refs: 1}, nil
 }
 
@@ -48,6 +53,9 @@ func NewServer(cfg *Config) (*Server, error) {
 // (tls_accept_cbs). The handshake runs on the Conn's first Read or Write,
 // or with Handshake. On error conn is left open.
 func (s *Server) Accept(conn net.Conn) (*Conn, error) {
+	// Lock order: Config.mu (read) before Server.mu.
+	s.cfg.mu.RLock()
+	defer s.cfg.mu.RUnlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -6,6 +6,8 @@ package libtls
 import "C"
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -27,6 +29,7 @@ const (
 // session settings, for the ticket-key machinery (ticket.go).
 type sessionState struct {
 	lifetime time.Duration
+	serving  bool   // a server context was configured with lifetime > 0
 	id       []byte // nil until SetSessionID: libtls's random default
 	tickets  ticketState
 }
@@ -69,6 +72,11 @@ func (cfg *Config) setSessionFD(fd int, f *os.File) error {
 	if fd < -1 || fd > math.MaxInt32 {
 		return &ConfigError{Op: op, Msg: fmt.Sprintf("invalid file descriptor %d", fd), Err: errInvalid}
 	}
+	// libtls reads the descriptor again at the end of every client
+	// handshake: wait for the handshakes running on the old file (and for
+	// SessionCache handshakes, which point the C config elsewhere).
+	release := cfg.quiesceClientSessions()
+	defer release()
 	return cfg.call(op, func(c *C.struct_tls_config) C.int {
 		rc := C.tls_config_set_session_fd(c, C.int(fd))
 		if rc == 0 {
@@ -101,7 +109,10 @@ func (cfg *Config) SetSessionID(id []byte) error {
 //
 // libtls counts whole seconds. A duration that is not a whole number of
 // seconds is refused with an error rather than truncated, so 1500ms never
-// silently becomes 1s.
+// silently becomes 1s. Once a server has been built from the Config with
+// sessions enabled, the lifetime can change but not go back to 0: libtls
+// reads it during that server's handshakes, and 0 would fail every one
+// that asks for a ticket.
 func (cfg *Config) SetSessionLifetime(d time.Duration) error {
 	const op = "tls_config_set_session_lifetime"
 	if d%time.Second != 0 {
@@ -111,6 +122,17 @@ func (cfg *Config) SetSessionLifetime(d time.Duration) error {
 	// Out-of-range values are clamped into C's int so that libtls itself
 	// reports them ("session lifetime too large/small").
 	secs = max(min(secs, math.MaxInt32), math.MinInt32)
+	if secs == 0 {
+		cfg.mu.RLock()
+		serving := cfg.session.serving
+		cfg.mu.RUnlock()
+		if serving {
+			// libtls reads the lifetime during every handshake of a
+			// server configured with tickets: with 0 every key counts as
+			// expired and every ticket-requesting handshake fails.
+			return &ConfigError{Op: op, Msg: "cannot disable sessions of a Config that servers with sessions use; build a new Config", Err: errInvalid}
+		}
+	}
 	return cfg.call(op, func(c *C.struct_tls_config) C.int {
 		rc := C.tls_config_set_session_lifetime(c, C.int(secs))
 		if rc == 0 {
@@ -123,58 +145,118 @@ func (cfg *Config) SetSessionLifetime(d time.Duration) error {
 
 // useSessionFD points the C configuration at fd without changing what the
 // Config records as its own session file: a SessionCache switches the
-// file per handshake, under clientMu.
+// file for each handshake and switches it back afterwards.
 func (cfg *Config) useSessionFD(fd int) error {
 	return cfg.call("tls_config_set_session_fd", func(c *C.struct_tls_config) C.int {
 		return C.tls_config_set_session_fd(c, C.int(fd))
 	})
 }
 
-// lockClientSession finds the session file of a client handshake and locks
-// it (and, with a SessionCache, the Config's client handshakes) until the
-// returned function is called.
-func (c *Conn) lockClientSession() (func(), error) {
-	cfg := c.cfg
+// quiesceClientSessions waits until no client handshake of cfg runs on its
+// session file or through its SessionCache, and keeps new ones from
+// starting until the returned function is called. Lock order: the
+// Config's client semaphore, then a session file's, then Config.mu.
+func (cfg *Config) quiesceClientSessions() func() {
+	_ = cfg.clientSem.acquire(context.Background(), nil)
 	cfg.mu.RLock()
-	cache, fd := cfg.sessionCache, cfg.sessionFD
+	fd := cfg.sessionFD
 	cfg.mu.RUnlock()
-	if cache != nil {
-		f, err := cache.file(sessionKey(c.sni, c.conn.RemoteAddr().String()))
-		if err != nil {
-			return nil, &Error{Op: "connect", Msg: "session cache: " + err.Error(), Err: err}
-		}
-		fd := int(f.Fd())
-		lk, err := sessionLock(fd)
-		if err != nil {
-			return nil, &Error{Op: "connect", Msg: "session cache: " + err.Error(), Err: err}
-		}
-		cfg.clientMu.Lock()
-		lk.Lock()
-		if err := cfg.useSessionFD(fd); err != nil {
-			lk.Unlock()
-			cfg.clientMu.Unlock()
-			return nil, err
-		}
-		c.sessionFD, c.sessionKeep = fd, f
-		return func() { lk.Unlock(); cfg.clientMu.Unlock() }, nil
-	}
 	if fd == -1 {
-		return func() {}, nil
+		return cfg.clientSem.release
 	}
-	lk, err := sessionLock(fd)
+	sem, err := sessionLock(fd)
 	if err != nil {
-		// A bad descriptor: libtls reports it at connect.
-		return func() {}, nil
+		return cfg.clientSem.release
 	}
-	lk.Lock()
-	c.sessionFD = fd
-	return lk.Unlock, nil
+	_ = sem.acquire(context.Background(), nil)
+	return func() { sem.release(); cfg.clientSem.release() }
 }
 
-// canRetryWithoutSession reports whether a failed client handshake may be
-// retried after discarding the stored session: there is one, this is the
-// first failure, and nothing has been sent to the server.
-func (c *Conn) canRetryWithoutSession() bool {
+// lockClientSession finds the session file of a client handshake and locks
+// it (and, with a SessionCache, the Config's client handshakes) until the
+// returned function is called. Waiting ends with ctx or Close.
+func (c *Conn) lockClientSession(ctx context.Context) (func(), error) {
+	cfg := c.cfg
+	// The settings may change while this waits: re-check them once the
+	// locks are held, and start over (a bounded number of times).
+	for range 8 {
+		cfg.mu.RLock()
+		cache, fd := cfg.sessionCache, cfg.sessionFD
+		cfg.mu.RUnlock()
+		if cache == nil && fd == -1 {
+			return func() {}, nil
+		}
+		if err := cfg.clientSem.acquire(ctx, c.closing); err != nil {
+			return nil, err
+		}
+		if cache != nil {
+			addr := ""
+			if ra := c.conn.RemoteAddr(); ra != nil {
+				addr = ra.String()
+			}
+			f, err := cache.file(sessionKey(c.sni, addr))
+			if err != nil {
+				cfg.clientSem.release()
+				return nil, &Error{Op: "connect", Msg: "session cache: " + err.Error(), Err: err}
+			}
+			fd = int(f.Fd())
+			c.sessionKeep = f
+		}
+		sem, err := sessionLock(fd)
+		if err != nil {
+			// A bad descriptor: libtls reports it at connect.
+			cfg.clientSem.release()
+			return func() {}, nil
+		}
+		if err := sem.acquire(ctx, c.closing); err != nil {
+			cfg.clientSem.release()
+			return nil, err
+		}
+		cfg.mu.RLock()
+		changed := cfg.sessionCache != cache || (cache == nil && cfg.sessionFD != fd)
+		cfg.mu.RUnlock()
+		if changed {
+			sem.release()
+			cfg.clientSem.release()
+			continue
+		}
+		if cache == nil {
+			// Plain session file: handshakes on other files need not
+			// wait for this one.
+			cfg.clientSem.release()
+			c.sessionFD = fd
+			return sem.release, nil
+		}
+		if err := cfg.useSessionFD(fd); err != nil {
+			sem.release()
+			cfg.clientSem.release()
+			return nil, err
+		}
+		c.sessionFD = fd
+		return func() {
+			// Back to the Config's own session file (or none), so that
+			// libtls never writes to a cache file it no longer owns.
+			cfg.mu.RLock()
+			own := cfg.sessionFD
+			cfg.mu.RUnlock()
+			_ = cfg.useSessionFD(own)
+			sem.release()
+			cfg.clientSem.release()
+		}, nil
+	}
+	return nil, &Error{Op: "connect", Msg: "session settings kept changing"}
+}
+
+// canRetryWithoutSession reports whether a client handshake that failed
+// with err may be retried after discarding the stored session: libtls
+// itself refused (not the transport, a deadline, a context or Close), there
+// is a stored session, this is the first failure, and nothing has been sent
+// to the server yet.
+func (c *Conn) canRetryWithoutSession(err error) bool {
+	var te *Error
+	if !errors.As(err, &te) || te.Err != nil || (te.Op != "connect" && te.Op != "handshake") {
+		return false
+	}
 	if c.sessionFD == -1 || c.sessionErr != nil {
 		return false
 	}
@@ -209,9 +291,11 @@ func (c *Conn) discardSession(err error) error {
 // SessionFileError reports whether the client handshake found a stored
 // session libtls could not use ("failed to parse session", or on LibreSSL
 // "no protocols available" for a TLS 1.2 session under a TLS 1.3-only
-// Config). The binding then truncated the session file and completed a
-// full handshake, and libtls wrote the new session; the returned
-// *SessionFileError holds the original error. nil when nothing happened.
+// Config). The binding then truncated the session file and retried once
+// with a full handshake (after which libtls wrote the new session); the
+// returned *SessionFileError holds the original error. nil when nothing
+// happened. Transport errors, deadlines and cancellation never discard a
+// session.
 func (c *Conn) SessionFileError() error {
 	c.hsMu.Lock()
 	defer c.hsMu.Unlock()

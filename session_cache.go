@@ -113,6 +113,9 @@ func (s *SessionCache) Len() int {
 // per server in c (nil turns it off). It takes precedence over
 // SetSessionFile/SetSessionFD. See SessionCache for what it costs.
 func (cfg *Config) SetSessionCache(c *SessionCache) error {
+	// Wait for client handshakes running under the old setting.
+	release := cfg.quiesceClientSessions()
+	defer release()
 	cfg.mu.Lock()
 	defer cfg.mu.Unlock()
 	if cfg.closed {

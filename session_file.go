@@ -19,6 +19,7 @@ static int golibtls_memfd(const char *name) {
 import "C"
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -106,21 +107,49 @@ func newMemorySessionFile(name string) (*os.File, error) {
 // share one lock.
 type fileID struct{ dev, ino uint64 }
 
-var sessionLocks sync.Map // fileID -> *sync.Mutex
+var sessionLocks sync.Map // fileID -> semaphore
 
 // sessionLock returns the process-wide lock of the file behind fd. libtls
 // reads the session file in every connect and rewrites it (ftruncate and
 // pwrite, without locking) at the end of every client handshake, so
-// handshakes on one file must not overlap.
-func sessionLock(fd int) (*sync.Mutex, error) {
+// handshakes on one file must not overlap. The map keeps one small entry
+// per file ever used.
+func sessionLock(fd int) (semaphore, error) {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
 		return nil, err
 	}
 	id := fileID{uint64(st.Dev), st.Ino}
-	mu, _ := sessionLocks.LoadOrStore(id, new(sync.Mutex))
-	return mu.(*sync.Mutex), nil
+	sem, _ := sessionLocks.LoadOrStore(id, newSemaphore())
+	return sem.(semaphore), nil
 }
+
+// semaphore is a lock whose waiters can give up: a client handshake waiting
+// for a session file that another handshake holds still honours its
+// context, deadline and Close.
+type semaphore chan struct{}
+
+func newSemaphore() semaphore { return make(semaphore, 1) }
+
+// acquire takes the lock, or returns ctx's error or ErrClosed (when closing
+// is closed) first.
+func (s semaphore) acquire(ctx context.Context, closing <-chan struct{}) error {
+	select {
+	case s <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case s <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-closing:
+		return closedError("handshake")
+	}
+}
+
+func (s semaphore) release() { <-s }
 
 // truncateSessionFile discards a stored session.
 func truncateSessionFile(fd int) error {

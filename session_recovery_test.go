@@ -1,8 +1,10 @@
 package libtls
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -180,7 +182,7 @@ func TestSessionFileConcurrentClients(t *testing.T) {
 	go func() {
 		defer close(done)
 		for time.Now().Before(deadline) {
-			lk.Lock()
+			_ = lk.acquire(context.Background(), nil) // cannot fail without a deadline
 			b, err := os.ReadFile(f.Name())
 			if err == nil && len(b) > 0 {
 				_ = f.Truncate(int64(len(b) / 2))
@@ -188,7 +190,7 @@ func TestSessionFileConcurrentClients(t *testing.T) {
 				_, _ = f.WriteAt(b, 0)
 				torn.Add(1)
 			}
-			lk.Unlock()
+			lk.release()
 			time.Sleep(time.Millisecond)
 		}
 	}()
@@ -209,3 +211,107 @@ func TestSessionFileConcurrentClients(t *testing.T) {
 }
 
 const concurrentClientsDuration = 10 * time.Second
+
+// A server configured with sessions reads the lifetime during its
+// handshakes; setting it back to 0 would fail every ticket-requesting
+// handshake, so it is refused, while other lifetimes are accepted.
+func TestSessionLifetimeZeroRefusedWhileServing(t *testing.T) {
+	cfg := newServerConfig(t)
+	require.NoError(t, cfg.SetSessionLifetime(0), "no server yet")
+	require.NoError(t, cfg.SetSessionLifetime(time.Hour))
+	srv, err := NewServer(cfg)
+	require.NoError(t, err)
+	defer srv.Close()
+	err = cfg.SetSessionLifetime(0)
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, "tls_config_set_session_lifetime", ce.Op)
+	require.Contains(t, ce.Msg, "cannot disable sessions")
+	require.NoError(t, cfg.SetSessionLifetime(2*time.Hour))
+}
+
+// Only libtls's own refusal of a stored session discards it: a transport
+// failure before anything was sent (here, a peer that is already gone)
+// leaves a good session in place.
+func TestSessionKeptOnTransportFailure(t *testing.T) {
+	srv := goServer(t, tls12Server(t), echo)
+	cfg := newClientConfig(t)
+	f := sessionFile(t)
+	require.NoError(t, cfg.SetSessionFile(f))
+	pingDial(t, srv.Addr, cfg)
+	before, err := os.ReadFile(f.Name())
+	require.NoError(t, err)
+	require.NotEmpty(t, before)
+
+	a, b := net.Pipe()
+	b.Close()
+	c, err := Client(a, cfg, "localhost")
+	require.NoError(t, err)
+	defer c.Close()
+	require.Error(t, c.Handshake())
+	assert.NoError(t, c.SessionFileError())
+	after, err := os.ReadFile(f.Name())
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the stored session is kept")
+	assert.True(t, pingDial(t, srv.Addr, cfg).SessionResumed())
+}
+
+// A client waiting for a session file that another handshake holds still
+// honours its context.
+func TestSessionLockWaitHonoursContext(t *testing.T) {
+	cfg := newClientConfig(t)
+	f := sessionFile(t)
+	require.NoError(t, cfg.SetSessionFile(f))
+	sem, err := sessionLock(int(f.Fd()))
+	require.NoError(t, err)
+	require.NoError(t, sem.acquire(context.Background(), nil)) // another handshake holds it
+	defer sem.release()
+
+	a, b := net.Pipe()
+	defer b.Close()
+	c, err := Client(a, cfg, "localhost")
+	require.NoError(t, err)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = c.HandshakeContext(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 5*time.Second)
+}
+
+// After a SessionCache is turned off, libtls no longer points at the
+// cache's files: a later dial writes the Config's own session file (here:
+// none), never a cache file.
+func TestSessionCacheOffRestoresSessionFile(t *testing.T) {
+	addr := goServer(t, tls12Server(t), echo).Addr
+	cfg := newClientConfig(t)
+	own := sessionFile(t)
+	require.NoError(t, cfg.SetSessionFile(own))
+	dir := t.TempDir() + "/cache"
+	cache, err := NewDirSessionCache(dir)
+	require.NoError(t, err)
+	require.NoError(t, cfg.SetSessionCache(cache))
+	pingDial(t, addr, cfg)
+	fi, err := own.Stat()
+	require.NoError(t, err)
+	require.Zero(t, fi.Size(), "the cache's file was used, not the Config's")
+
+	require.NoError(t, cfg.SetSessionCache(nil))
+	require.NoError(t, cache.Close())
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	cacheFile := dir + "/" + entries[0].Name()
+	cached, err := os.ReadFile(cacheFile)
+	require.NoError(t, err)
+
+	c := pingDial(t, addr, cfg)
+	assert.False(t, c.SessionResumed(), "the Config's own file was empty")
+	fi, err = own.Stat()
+	require.NoError(t, err)
+	assert.NotZero(t, fi.Size(), "libtls wrote the Config's own file")
+	again, err := os.ReadFile(cacheFile)
+	require.NoError(t, err)
+	assert.Equal(t, cached, again, "the cache file is left alone")
+}

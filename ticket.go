@@ -59,7 +59,7 @@ type ticketState struct {
 // libtls expires keys after the session lifetime and never refreshes keys
 // added by hand, so a server running longer than its lifetime would fail
 // every handshake ("no valid ticket key found"). The binding prevents that:
-// when the newest key is within an eighth of the lifetime of expiring, the
+// when the newest key is within a sixteenth of the lifetime of expiring, the
 // next handshake first adds a fresh random key of its own. Keep adding keys
 // (a TicketKeyFollower does) so that the fleet's keys stay in use.
 //
@@ -117,7 +117,9 @@ func (cfg *Config) ticketKeyDue() time.Time {
 	if newest.local {
 		return newest.added.Add(life * 3 / 4)
 	}
-	return newest.added.Add(life - life/8)
+	// A fleet's rotator replaces keys at 3/4 of the lifetime; this leaves
+	// its followers the last sixteenth before libtls's expiry.
+	return newest.added.Add(life - life/16)
 }
 
 // ensureTicketKeys runs before every server handshake. When sessions are
@@ -130,15 +132,21 @@ func (cfg *Config) ticketKeyDue() time.Time {
 // Config's write lock, which waits for the handshake steps in progress.
 //
 // The common case costs one atomic load and a clock read.
-func (cfg *Config) ensureTicketKeys() error {
+func (cfg *Config) ensureTicketKeys(c *Conn) error {
 	now := time.Now()
 	if next := cfg.session.tickets.nextCheck.Load(); next != 0 && now.UnixNano() < next {
 		return nil
 	}
 	cfg.mu.Lock()
 	defer cfg.mu.Unlock()
-	// A closed Config still serves the servers built from it (libtls
-	// reference-counts it), so closed is not checked here.
+	// A closed Config still serves the servers built from it: libtls
+	// reference-counts it, and the live context of c holds a reference,
+	// which c.cMu keeps alive while the key is added.
+	c.cMu.Lock()
+	defer c.cMu.Unlock()
+	if c.ctx == nil {
+		return closedError("handshake")
+	}
 	if cfg.session.lifetime == 0 {
 		// No tickets: check again in a second (the lifetime may be set).
 		cfg.session.tickets.nextCheck.Store(now.Add(time.Second).UnixNano())

@@ -627,8 +627,16 @@ func (cfg *Config) applyTicketKeySetLocked(c *C.struct_tls_config, set *TicketKe
 		}
 		cfg.session.id = bytes.Clone(set.SessionID)
 	}
-	for _, k := range set.Keys {
+	now := time.Now()
+	for i, k := range set.Keys {
 		if k.Rev <= ts.handRev {
+			continue
+		}
+		// libtls dates a key from when it is added, not from when the
+		// rotator made it: a process starting late would give keys the
+		// fleet has retired a fresh lifetime. Such keys are left out
+		// (the newest is always applied, so the fleet keeps one key).
+		if life := cfg.session.lifetime; life > 0 && i < len(set.Keys)-1 && !k.Created.Add(life).After(now) {
 			continue
 		}
 		if cfg.addTicketKeyLocked(c, k.Rev, k.Key, false) != 0 {

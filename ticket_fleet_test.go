@@ -161,7 +161,7 @@ func tkSet(t testing.TB, revs ...uint32) *TicketKeySet {
 	for i, r := range revs {
 		k, err := NewTicketKey()
 		require.NoError(t, err)
-		set.Keys = append(set.Keys, TicketKeyEntry{Rev: r, Created: now.Add(time.Duration(i-len(revs)+1) * time.Hour), Key: k})
+		set.Keys = append(set.Keys, TicketKeyEntry{Rev: r, Created: now.Add(time.Duration(i-len(revs)+1) * time.Minute), Key: k})
 	}
 	return set
 }
@@ -838,14 +838,23 @@ func TestApplyTicketKeySet(t *testing.T) {
 // hold back the fleet's revisions, and the fleet's keys take over again.
 func TestApplyTicketKeySetLocalKeys(t *testing.T) {
 	cfg := tkServerConfig(t, MinSessionLifetime)
-	require.NoError(t, cfg.ensureTicketKeys()) // no key yet: a local one
+	// ensureTicketKeys works for a live server connection of cfg.
+	srv, err := NewServer(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	raw, peer := net.Pipe()
+	t.Cleanup(func() { peer.Close() })
+	sc, err := srv.Accept(raw)
+	require.NoError(t, err)
+	t.Cleanup(func() { sc.Close() })
+	require.NoError(t, cfg.ensureTicketKeys(sc)) // no key yet: a local one
 	revs := cfg.TicketKeyRevisions()
 	require.Len(t, revs, 1)
 	require.GreaterOrEqual(t, revs[0], LocalTicketKeyRevBase)
 	set := tkSet(t, 1)
 	require.NoError(t, cfg.ApplyTicketKeySet(set))
 	assert.Equal(t, []uint32{1, revs[0]}, cfg.TicketKeyRevisions())
-	require.NoError(t, cfg.ensureTicketKeys())
+	require.NoError(t, cfg.ensureTicketKeys(sc))
 	assert.Equal(t, []uint32{1, revs[0]}, cfg.TicketKeyRevisions(), "a fresh fleet key is not replaced")
 }
 
@@ -1095,4 +1104,17 @@ func TestTicketKeyRotationUnderLoad(t *testing.T) {
 	for _, r := range cfg.TicketKeyRevisions() {
 		assert.Less(t, r, LocalTicketKeyRevBase, "no emergency keys were needed")
 	}
+}
+
+// Keys the fleet retired more than a lifetime ago are not applied (libtls
+// would date them from now and accept their tickets for another lifetime);
+// the newest key always is.
+func TestApplyTicketKeySetSkipsRetiredKeys(t *testing.T) {
+	cfg := tkServerConfig(t, time.Hour)
+	set := tkSet(t, 1, 2, 3)
+	set.Keys[0].Created = time.Now().Add(-3 * time.Hour)
+	set.Keys[1].Created = time.Now().Add(-2 * time.Hour)
+	set.Keys[2].Created = time.Now().Add(-90 * time.Minute)
+	require.NoError(t, cfg.ApplyTicketKeySet(set))
+	assert.Equal(t, []uint32{3}, cfg.TicketKeyRevisions())
 }
