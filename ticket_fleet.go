@@ -527,7 +527,9 @@ type TicketKeyRotator struct {
 	Path string
 	// Lifetime is the servers' session lifetime (SetSessionLifetime).
 	Lifetime time.Duration
-	// Interval is how often to check; 0 means Lifetime/8.
+	// Interval is how often to check; 0 means Lifetime/16, so that a new
+	// key is in the file well before servers fall back to keys of their
+	// own (at 15/16 of the lifetime).
 	Interval time.Duration
 	// OnError, if set, receives every failed rotation and Run carries on;
 	// if nil, Run returns the first error.
@@ -542,7 +544,7 @@ func (r *TicketKeyRotator) Run(ctx context.Context) error {
 	}
 	interval := r.Interval
 	if interval <= 0 {
-		interval = r.Lifetime / 8
+		interval = r.Lifetime / 16
 	}
 	rotate := func() error {
 		set, _, err := RotateTicketKeyFile(r.Path, r.Lifetime)
