@@ -1,8 +1,8 @@
 package libtls
 
 import (
-	"fmt"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"runtime"
 	"sync"
@@ -44,7 +44,7 @@ func TestLockOrderCloseAcceptHandshakeSetter(t *testing.T) {
 		}()
 	}
 	loop(func(int) { _ = scfg.PreferCiphersServer() }) // a Config writer
-	loop(func(int) { // accepts whose conns are closed at once
+	loop(func(int) {                                   // accepts whose conns are closed at once
 		a, b := net.Pipe()
 		if c, err := srv.Accept(a); err == nil {
 			c.Close()
