@@ -621,6 +621,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 		switch {
 		case err != nil:
 			return total, err
+		case n == 0:
+			// libtls never reports 0 bytes written for a non-empty
+			// buffer; do not spin if it ever does.
+			return total, io.ErrShortWrite
 		case n == C.TLS_WANT_POLLIN:
 			c.readMu.Lock()
 			err = c.fill()

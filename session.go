@@ -46,6 +46,16 @@ type sessionState struct {
 // truncate session file"). libtls never dups or closes the descriptor: keep
 // it open while the Config and every connection built from it live, or use
 // SetSessionFile, which does that for you.
+//
+// libtls reads the file in every connect and rewrites it (ftruncate, pwrite,
+// no locking) at the end of every client handshake, so the binding runs the
+// client handshakes on one session file one at a time, from connect to the
+// end of the handshake; reads and writes afterwards run concurrently. Many
+// goroutines dialing through one Config therefore queue for the file: use
+// a SessionCache, or one Config and file per worker, when handshake
+// concurrency matters. A waiting handshake still honours its context,
+// deadline and Close. SetSessionFD itself waits for the handshakes running
+// on the old file.
 func (cfg *Config) SetSessionFD(fd int) error {
 	return cfg.setSessionFD(fd, nil)
 }
