@@ -854,7 +854,8 @@ func TestLoadFile(t *testing.T) {
 		require.NoError(t, err)
 		// Legacy (deprecated, insecure) PEM encryption: exactly the kind of
 		// file tls_load_file must decrypt.
-		enc, err := x509.EncryptPEMBlock(rand.Reader, "EC PRIVATE KEY", ecKey, []byte("secret"), x509.PEMCipherAES256) //nolint:staticcheck // deliberate
+		//lint:ignore SA1019 deliberate: the legacy format is what is tested
+		enc, err := x509.EncryptPEMBlock(rand.Reader, "EC PRIVATE KEY", ecKey, []byte("secret"), x509.PEMCipherAES256)
 		require.NoError(t, err)
 		keys = append(keys, encKey{"legacy PEM", fx.write(t, "legacy-enc.pem", pem.EncodeToMemory(enc))})
 	}
