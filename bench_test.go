@@ -20,69 +20,36 @@ package libtls
 //	                        none for no idle run)
 
 import (
-	"bufio"
-	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/golibtls/libtls/internal/benchenv"
 )
 
 const benchServerName = "localhost"
 
 // --- certificates and configs -------------------------------------------------
 
-type benchPKIFiles struct {
-	caPEM, certPEM, keyPEM []byte
-	goCert                 tls.Certificate
-	pool                   *x509.CertPool
-}
-
 var (
 	benchPKIOnce sync.Once
-	benchPKIVal  *benchPKIFiles
+	benchPKIVal  *benchenv.PKI
 	benchPKIErr  error
 )
 
-func benchPKI(b testing.TB) *benchPKIFiles {
+func benchPKI(b testing.TB) *benchenv.PKI {
 	b.Helper()
 	benchPKIOnce.Do(func() {
-		p := &benchPKIFiles{}
-		if dir := os.Getenv("GOLIBTLS_BENCH_CERTS"); dir != "" {
-			for _, f := range []struct {
-				name string
-				dst  *[]byte
-			}{{"ca.pem", &p.caPEM}, {"cert.pem", &p.certPEM}, {"key.pem", &p.keyPEM}} {
-				if *f.dst, benchPKIErr = os.ReadFile(filepath.Join(dir, f.name)); benchPKIErr != nil {
-					return
-				}
-			}
-		} else {
+		benchPKIVal, benchPKIErr = benchenv.LoadPKI(func() (caPEM, certPEM, keyPEM []byte, err error) {
 			tp := testPKI(b)
-			p.caPEM, p.certPEM, p.keyPEM = tp.CA.CertPEM, tp.Server.CertPEM, tp.Server.KeyPEM
-		}
-		if p.goCert, benchPKIErr = tls.X509KeyPair(p.certPEM, p.keyPEM); benchPKIErr != nil {
-			return
-		}
-		p.pool = x509.NewCertPool()
-		if !p.pool.AppendCertsFromPEM(p.caPEM) {
-			benchPKIErr = errors.New("no CA certificate in ca.pem")
-			return
-		}
-		benchPKIVal = p
+			return tp.CA.CertPEM, tp.Server.CertPEM, tp.Server.KeyPEM, nil
+		})
 	})
 	if benchPKIErr != nil {
 		b.Fatal(benchPKIErr)
@@ -90,12 +57,7 @@ func benchPKI(b testing.TB) *benchPKIFiles {
 	return benchPKIVal
 }
 
-func benchCheck(b testing.TB, err error) {
-	b.Helper()
-	if err != nil {
-		b.Fatal(err)
-	}
-}
+var benchCheck = benchenv.Check
 
 // benchServerConfig: the certificate, the protocols and, if lifetime > 0,
 // session tickets.
@@ -105,7 +67,7 @@ func benchServerConfig(b testing.TB, proto Protocol, lifetime time.Duration) *Co
 	cfg, err := NewConfig()
 	benchCheck(b, err)
 	b.Cleanup(func() { cfg.Close() })
-	benchCheck(b, cfg.SetKeypair(p.certPEM, p.keyPEM))
+	benchCheck(b, cfg.SetKeypair(p.CertPEM, p.KeyPEM))
 	benchCheck(b, cfg.SetProtocols(proto))
 	if lifetime > 0 {
 		benchCheck(b, cfg.SetSessionLifetime(lifetime))
@@ -128,7 +90,7 @@ func benchClientConfig(b testing.TB, proto Protocol, session bool) *Config {
 	cfg, err := NewConfig()
 	benchCheck(b, err)
 	b.Cleanup(func() { cfg.Close() })
-	benchCheck(b, cfg.SetCA(p.caPEM))
+	benchCheck(b, cfg.SetCA(p.CAPEM))
 	benchCheck(b, cfg.SetProtocols(proto))
 	if f != nil {
 		benchCheck(b, cfg.SetSessionFile(f))
@@ -139,7 +101,7 @@ func benchClientConfig(b testing.TB, proto Protocol, session bool) *Config {
 func benchGoServerConfig(b testing.TB, version uint16, tickets bool) *tls.Config {
 	p := benchPKI(b)
 	return &tls.Config{
-		Certificates:           []tls.Certificate{p.goCert},
+		Certificates:           []tls.Certificate{p.Cert},
 		MinVersion:             version,
 		MaxVersion:             version,
 		SessionTicketsDisabled: !tickets,
@@ -155,71 +117,11 @@ var benchProtocols = []struct {
 	{"tls13", ProtocolTLSv1_3, tls.VersionTLS13},
 }
 
-// The benchmark sockets are set up like the C harness's: TCP_NODELAY (Go's
-// default) and no TCP keep-alive (which Go would otherwise switch on with
-// four more setsockopt calls per connection).
-var (
-	benchListenConfig = net.ListenConfig{KeepAlive: -1}
-	benchDialer       = net.Dialer{KeepAlive: -1}
-)
-
-func benchListen(b testing.TB) (net.Listener, string) {
-	b.Helper()
-	l, err := benchListenConfig.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	benchCheck(b, err)
-	return l, l.Addr().String()
-}
-
-func benchDial(addr string) (net.Conn, error) { return benchDialer.Dial("tcp", addr) }
-
-// benchEnvList parses a comma-separated list of counts.
-func benchEnvList(b testing.TB, name, def string) []int {
-	s := os.Getenv(name)
-	if s == "" {
-		s = def
-	}
-	var out []int
-	if s == "none" {
-		return out
-	}
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			b.Fatalf("%s: bad count %q", name, f)
-		}
-		out = append(out, n)
-	}
-	return out
-}
-
-// benchBulkTotal is GOLIBTLS_BENCH_BULK in bytes (default 1 GiB).
-func benchBulkTotal(b testing.TB) int64 {
-	s := strings.TrimSpace(os.Getenv("GOLIBTLS_BENCH_BULK"))
-	if s == "" {
-		return 1 << 30
-	}
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		m      int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.m
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		b.Fatalf("GOLIBTLS_BENCH_BULK: bad size %q", os.Getenv("GOLIBTLS_BENCH_BULK"))
-	}
-	return n * mult
-}
-
 // --- handshakes -------------------------------------------------------------
 
 // benchPeer runs the server side of one handshake scenario on an accepted
 // connection: handshake, read one byte, write it back, close.
-type benchPeer func(nc net.Conn) (resumed bool, err error)
+type benchPeer = benchenv.Peer
 
 func benchLibtlsPeer(srv *Server) benchPeer {
 	return func(nc net.Conn) (bool, error) {
@@ -243,77 +145,10 @@ func benchLibtlsPeer(srv *Server) benchPeer {
 	}
 }
 
-func benchGoPeer(cfg *tls.Config) benchPeer {
-	return func(nc net.Conn) (bool, error) {
-		c := tls.Server(nc, cfg)
-		defer c.Close()
-		var one [1]byte
-		if err := c.Handshake(); err != nil {
-			return false, err
-		}
-		if _, err := io.ReadFull(c, one[:]); err != nil {
-			return false, err
-		}
-		if _, err := c.Write(one[:]); err != nil {
-			return false, err
-		}
-		return c.ConnectionState().DidResume, nil
-	}
-}
-
-// benchServe accepts on l until it is closed, one connection at a time or
-// each in its own goroutine. wait closes l and returns the number of
-// resumed server handshakes and the first error.
-func benchServe(l net.Listener, peer benchPeer, concurrent bool) (wait func() (int64, error)) {
-	var (
-		resumed atomic.Int64
-		wg      sync.WaitGroup
-		errMu   sync.Mutex
-		first   error
-	)
-	handle := func(nc net.Conn) {
-		r, err := peer(nc)
-		if r {
-			resumed.Add(1)
-		}
-		if err != nil {
-			errMu.Lock()
-			if first == nil {
-				first = err
-			}
-			errMu.Unlock()
-		}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			if concurrent {
-				wg.Add(1)
-				go func() { defer wg.Done(); handle(nc) }()
-			} else {
-				handle(nc)
-			}
-		}
-	}()
-	return func() (int64, error) {
-		l.Close()
-		<-done
-		wg.Wait()
-		errMu.Lock()
-		defer errMu.Unlock()
-		return resumed.Load(), first
-	}
-}
-
 // benchClientOnce is the client side of one handshake scenario: connect
 // (Go sets TCP_NODELAY), handshake, write one byte, read it back, close.
 func benchClientOnce(addr string, cfg *Config) (bool, error) {
-	nc, err := benchDial(addr)
+	nc, err := benchenv.Dial(addr)
 	if err != nil {
 		return false, err
 	}
@@ -362,46 +197,26 @@ func BenchmarkHandshake(b *testing.B) {
 		p := benchProtocols[0] // TLS 1.3 resumes nowhere; TLS 1.2 says it all
 		b.Run(kind+"/"+p.name, func(b *testing.B) {
 			resume := kind == "resumed-goserver"
-			peer := benchGoPeer(benchGoServerConfig(b, p.goVer, resume))
+			peer := benchenv.GoPeer(benchGoServerConfig(b, p.goVer, resume))
 			benchHandshake(b, peer, benchClientConfig(b, p.proto, resume))
 		})
 	}
 }
 
 func benchHandshake(b *testing.B, peer benchPeer, ccfg *Config) {
-	l, addr := benchListen(b)
-	wait := benchServe(l, peer, false)
+	l, addr := benchenv.Listen(b)
+	wait := benchenv.Serve(l, peer, false)
 	defer wait()
 	// One handshake first: it fills the session file, and warms up both.
-	if _, err := benchClientOnce(addr, ccfg); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	resumed := 0
-	for range b.N {
-		r, err := benchClientOnce(addr, ccfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if r {
-			resumed++
-		}
-	}
-	b.StopTimer()
-	if _, err := wait(); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "handshakes/s")
-	b.ReportMetric(float64(resumed)/float64(b.N), "resumed/op")
+	benchenv.Handshakes(b, func() (bool, error) { return benchClientOnce(addr, ccfg) }, wait)
 }
 
 // BenchmarkPlainTCP is the handshake scenario without TLS: connect, one byte
 // each way, close. It is the floor that Go's net package and scheduler set
 // under every handshake number (the C harness has the same benchmark).
 func BenchmarkPlainTCP(b *testing.B) {
-	l, addr := benchListen(b)
-	wait := benchServe(l, func(nc net.Conn) (bool, error) {
+	l, addr := benchenv.Listen(b)
+	wait := benchenv.Serve(l, func(nc net.Conn) (bool, error) {
 		defer nc.Close()
 		var one [1]byte
 		if _, err := io.ReadFull(nc, one[:]); err != nil {
@@ -414,7 +229,7 @@ func BenchmarkPlainTCP(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		nc, err := benchDial(addr)
+		nc, err := benchenv.Dial(addr)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -442,7 +257,7 @@ func benchPair(b testing.TB, proto Protocol) (client, server *Conn) {
 	srv, err := NewServer(benchServerConfig(b, proto, 0))
 	benchCheck(b, err)
 	b.Cleanup(func() { srv.Close() })
-	l, addr := benchListen(b)
+	l, addr := benchenv.Listen(b)
 	defer l.Close()
 	type res struct {
 		c   *Conn
@@ -463,7 +278,7 @@ func benchPair(b testing.TB, proto Protocol) (client, server *Conn) {
 		}
 		ch <- res{c, c.Handshake()}
 	}()
-	nc, err := benchDial(addr)
+	nc, err := benchenv.Dial(addr)
 	benchCheck(b, err)
 	client, err = Client(nc, benchClientConfig(b, proto, false), benchServerName)
 	benchCheck(b, err)
@@ -487,7 +302,7 @@ func BenchmarkBulk(b *testing.B) {
 		n    int
 	}{{"16KiB", 16 << 10}, {"1KiB", 1 << 10}} {
 		b.Run(sz.name, func(b *testing.B) {
-			total := benchBulkTotal(b)
+			total := benchenv.BulkTotal(b)
 			client, server := benchPair(b, ProtocolsDefault)
 			wbuf := make([]byte, sz.n)
 			rbuf := make([]byte, 16<<10)
@@ -559,54 +374,7 @@ func BenchmarkReadWrite(b *testing.B) {
 
 // --- scaling ------------------------------------------------------------------
 
-// benchProc is what /proc/self/status says of threads and resident memory.
-type benchProc struct {
-	threads int
-	rss     int64 // bytes
-}
-
-func benchReadProc() benchProc {
-	var p benchProc
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return p
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		switch f[0] {
-		case "Threads:":
-			p.threads, _ = strconv.Atoi(f[1])
-		case "VmRSS:":
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			p.rss = kb << 10
-		}
-	}
-	return p
-}
-
-// benchMem is a settled snapshot of the process: threads, RSS, Go heap and
-// goroutine stacks in use.
-type benchMem struct {
-	benchProc
-	heap, stack int64
-}
-
-func benchSnapshot() benchMem {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return benchMem{benchProc: benchReadProc(), heap: int64(ms.HeapInuse), stack: int64(ms.StackInuse)}
-}
-
-const (
-	benchIdleClientEnv = "GOLIBTLS_BENCH_IDLE_CLIENT" // "addr,n": be the client side
-	benchIdleCAEnv     = "GOLIBTLS_BENCH_IDLE_CA"     // the CA, in PEM
-	benchIdleLine      = "golibtls-idle-client"
-)
+const benchIdleLine = "golibtls-idle-client"
 
 // BenchmarkScaling: handshakes/clients=K runs full handshakes (default
 // protocols, so TLS 1.3) from K concurrent clients against a server that
@@ -617,66 +385,36 @@ const (
 // numbers are those of one endpoint and N may exceed half the descriptor
 // limit. threads and client-threads are the two processes' thread counts.
 func BenchmarkScaling(b *testing.B) {
-	if os.Getenv(benchIdleClientEnv) != "" {
+	if benchenv.IsIdleClient() {
 		benchIdleClient(b)
 		return
 	}
-	for _, k := range benchEnvList(b, "GOLIBTLS_BENCH_CLIENTS", "1,2,8,64") {
+	for _, k := range benchenv.EnvList(b, "GOLIBTLS_BENCH_CLIENTS", "1,2,8,64") {
 		b.Run(fmt.Sprintf("handshakes/clients=%d", k), func(b *testing.B) {
 			srv, err := NewServer(benchServerConfig(b, ProtocolsDefault, 0))
 			benchCheck(b, err)
 			defer srv.Close()
 			ccfg := benchClientConfig(b, ProtocolsDefault, false)
-			l, addr := benchListen(b)
-			wait := benchServe(l, benchLibtlsPeer(srv), true)
+			l, addr := benchenv.Listen(b)
+			wait := benchenv.Serve(l, benchLibtlsPeer(srv), true)
 			defer wait()
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			errc := make(chan error, k)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range k {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= int64(b.N) {
-						if _, err := benchClientOnce(addr, ccfg); err != nil {
-							errc <- err
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.StopTimer()
-			select {
-			case err := <-errc:
-				b.Fatal(err)
-			default:
-			}
-			if _, err := wait(); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "handshakes/s")
+			benchenv.ConcurrentHandshakes(b, k, func() (bool, error) { return benchClientOnce(addr, ccfg) }, wait)
 		})
 	}
-	for _, n := range benchEnvList(b, "GOLIBTLS_BENCH_IDLE", "1000") {
+	for _, n := range benchenv.EnvList(b, "GOLIBTLS_BENCH_IDLE", "1000") {
 		b.Run(fmt.Sprintf("idle/conns=%d", n), func(b *testing.B) { benchIdle(b, n) })
 	}
 }
 
 func benchIdle(b *testing.B, n int) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(n)+64 {
-		b.Skipf("RLIMIT_NOFILE %d is too low for %d connections", lim.Cur, n)
-	}
+	benchenv.SkipUnlessFiles(b, n)
 	srv, err := NewServer(benchServerConfig(b, ProtocolsDefault, 0))
 	benchCheck(b, err)
 	defer srv.Close()
-	l, addr := benchListen(b)
+	l, addr := benchenv.Listen(b)
 	defer l.Close()
 
-	before := benchSnapshot()
+	before := benchenv.Snapshot()
 	var (
 		mu    sync.Mutex
 		conns []*Conn
@@ -716,71 +454,29 @@ func benchIdle(b *testing.B, n int) {
 		}
 	}()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^BenchmarkScaling$", "-test.benchtime=1x")
-	cmd.Env = append(os.Environ(),
-		fmt.Sprintf("%s=%s,%d", benchIdleClientEnv, addr, n),
-		benchIdleCAEnv+"="+string(benchPKI(b).caPEM))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	benchCheck(b, err)
-	stdout, err := cmd.StdoutPipe()
-	benchCheck(b, err)
-	benchCheck(b, cmd.Start())
-	defer func() {
-		stdin.Close()
-		cmd.Wait()
-	}()
+	child := benchenv.StartIdleClient(b, benchIdleLine, addr, n, benchPKI(b).CAPEM)
+	defer child.Stop()
 	b.ResetTimer()
 	for range n {
 		benchCheck(b, <-ready)
 	}
-	var client struct {
-		threads          int
-		heap, stack, rss int64
-	}
-	sc := bufio.NewScanner(stdout)
-	found := false
-	for sc.Scan() {
-		if _, err := fmt.Sscanf(sc.Text(), benchIdleLine+" threads=%d heap=%d stack=%d rss=%d",
-			&client.threads, &client.heap, &client.stack, &client.rss); err == nil {
-			found = true
-			break
-		}
-	}
-	if !found {
-		b.Fatal("the client process did not report")
-	}
-	go io.Copy(io.Discard, stdout)
+	client := child.Report(b)
 	b.StopTimer()
-	after := benchSnapshot()
-	per := func(v int64) float64 { return float64(v) / float64(n) }
-	b.ReportMetric(float64(after.threads), "threads")
-	b.ReportMetric(per(after.heap-before.heap), "heap-B/conn")
-	b.ReportMetric(per(after.stack-before.stack), "stack-B/conn")
-	b.ReportMetric(per(after.rss-before.rss), "RSS-B/conn")
-	b.ReportMetric(float64(client.threads), "client-threads")
-	b.ReportMetric(per(client.heap), "client-heap-B/conn")
-	b.ReportMetric(per(client.rss), "client-RSS-B/conn")
+	benchenv.ReportIdle(b, n, before, benchenv.Snapshot(), client)
 }
 
 // benchIdleClient is the child process of benchIdle: it establishes the
 // client ends, parks a Read on each, reports, and waits for its stdin to
 // close.
 func benchIdleClient(b *testing.B) {
-	spec := strings.Split(os.Getenv(benchIdleClientEnv), ",")
-	if len(spec) != 2 {
-		b.Fatalf("%s: want addr,n", benchIdleClientEnv)
-	}
-	addr := spec[0]
-	n, err := strconv.Atoi(spec[1])
-	benchCheck(b, err)
+	addr, n, caPEM := benchenv.IdleClientArgs(b)
 	cfg, err := NewConfig()
 	benchCheck(b, err)
-	benchCheck(b, cfg.SetCA([]byte(os.Getenv(benchIdleCAEnv))))
-	before := benchSnapshot()
+	benchCheck(b, cfg.SetCA(caPEM))
+	before := benchenv.Snapshot()
 	conns := make([]*Conn, 0, n)
 	for range n {
-		nc, err := benchDial(addr)
+		nc, err := benchenv.Dial(addr)
 		benchCheck(b, err)
 		c, err := Client(nc, cfg, benchServerName)
 		benchCheck(b, err)
@@ -791,10 +487,5 @@ func benchIdleClient(b *testing.B) {
 			c.Read(one[:])
 		}()
 	}
-	after := benchSnapshot()
-	fmt.Printf("%s threads=%d heap=%d stack=%d rss=%d\n", benchIdleLine, after.threads,
-		after.heap-before.heap, after.stack-before.stack, after.rss-before.rss)
-	io.Copy(io.Discard, os.Stdin)
-	runtime.KeepAlive(conns)
-	os.Exit(0)
+	benchenv.IdleClientDone(benchIdleLine, before, benchenv.Snapshot(), conns)
 }
