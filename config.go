@@ -39,6 +39,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -50,15 +51,24 @@ import (
 // session file during every handshake), so a setter called while
 // connections run waits for the handshake steps in progress.
 //
-// libtls reference-counts its configurations: closing a Config releases the
-// binding's reference, and the C configuration lives on until every client
-// and server built from it is closed too.
+// Closing a Config ends its setters, and no new client or server can be
+// built from it; the clients and servers already built from it keep working,
+// and the C configuration is freed when the last of them is closed.
 type Config struct {
 	// mu is held for writing by every setter and for reading by every C
 	// call that reads the configuration (tls_configure, handshake steps).
 	mu     sync.RWMutex
 	c      *C.struct_tls_config
 	closed bool
+
+	// users counts the holders of the binding's C reference: 1 for the
+	// Config itself until Close, plus 1 per client Conn and per Server
+	// configured from it until they are freed. libtls counts references
+	// too, but its count can drop to zero under the binding (tls_reset of
+	// a client being restarted drops the context's reference before
+	// tls_configure takes a new one), so the binding keeps its own
+	// reference until no Go object can reach cfg.c.
+	users atomic.Int64
 
 	// sessionFile keeps the *os.File given to SetSessionFile reachable:
 	// libtls neither dups nor closes the descriptor, so the file's own
@@ -89,28 +99,51 @@ func NewConfig() (*Config, error) {
 		return nil, &ConfigError{Op: "tls_config_new", Msg: fmt.Sprintf("allocation failed: %v", err), Err: err}
 	}
 	cfg := &Config{c: c, sessionFD: -1, clientSem: newSemaphore()}
+	cfg.users.Store(1)
+	liveConfigs.Add(1)
 	// Only a backstop: programs should call Close.
 	runtime.SetFinalizer(cfg, (*Config).Close)
 	return cfg, nil
 }
 
-// Close releases the binding's reference to the configuration
-// (tls_config_free). It is idempotent; every later call on the Config
-// returns an error wrapping ErrClosed.
+// Close ends the Config: every later call on it returns an error wrapping
+// ErrClosed, and no client or server can be built from it. Clients and
+// servers built before keep working; the C configuration is freed
+// (tls_config_free) when the last of them is freed. Close is idempotent.
 func (cfg *Config) Close() error {
 	cfg.mu.Lock()
-	defer cfg.mu.Unlock()
 	if cfg.closed {
+		cfg.mu.Unlock()
 		return nil
 	}
 	cfg.closed = true
-	// tls_config_free only drops the binding's reference: the C config
-	// lives on while servers and connections configured from it do, and
-	// those still reach it through cfg.c (ticket key rotation). Public
-	// methods check closed instead.
-	C.tls_config_free(cfg.c)
 	runtime.SetFinalizer(cfg, nil)
+	cfg.mu.Unlock()
+	cfg.unref()
 	return nil
+}
+
+// ref records a new holder of the C configuration. The caller holds cfg.mu
+// (for reading at least) and has checked that the Config is open, so the
+// count cannot be zero.
+func (cfg *Config) ref() { cfg.users.Add(1) }
+
+// unref drops a holder and frees the C configuration with the last one.
+// It takes cfg.mu only then; callers must not hold cfg.mu, a Server's mu or
+// a Conn's cMu.
+func (cfg *Config) unref() {
+	n := cfg.users.Add(-1)
+	if n > 0 {
+		return
+	}
+	if n < 0 {
+		panic("libtls: Config reference count below zero")
+	}
+	cfg.mu.Lock()
+	C.tls_config_free(cfg.c)
+	cfg.c = nil
+	cfg.mu.Unlock()
+	liveConfigs.Add(-1)
 }
 
 // errConfigClosed is the error of any call on a closed Config.
@@ -168,19 +201,6 @@ func checkNUL(op string, strs ...string) error {
 func (cfg *Config) callVoid(op string, f func(c *C.struct_tls_config)) error {
 	return cfg.call(op, func(c *C.struct_tls_config) C.int { f(c); return 0 })
 }
-
-// acquire read-locks the configuration for a C call that reads it and
-// reports whether it is still open. The caller must call release.
-func (cfg *Config) acquire() (*C.struct_tls_config, bool) {
-	cfg.mu.RLock()
-	if cfg.closed {
-		cfg.mu.RUnlock()
-		return nil, false
-	}
-	return cfg.c, true
-}
-
-func (cfg *Config) release() { cfg.mu.RUnlock() }
 
 // cstring is a C copy of s that the caller frees with C.free.
 func cstring(s string) *C.char { return C.CString(s) }

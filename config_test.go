@@ -417,10 +417,10 @@ func setterCases(t *testing.T, fx *fixture) []setterCase {
 		bad("ApplyTicketKeySet", "no keys", ownErr(opTicketKey, "invalid ticket key set: no ticket keys"), func(c *libtls.Config) error {
 			return c.ApplyTicketKeySet(&libtls.TicketKeySet{SessionID: []byte("fleet")})
 		}),
-		good("SetSessionCache", "memory cache", func(c *libtls.Config) error { return c.SetSessionCache(libtls.NewMemorySessionCache()) }),
+		good("SetSessionCache", "memory cache", func(c *libtls.Config) error { return c.SetSessionCache(libtls.NewMemorySessionCache(0)) }),
 		good("SetSessionCache", "nil", func(c *libtls.Config) error { return c.SetSessionCache(nil) }),
 		accepted("SetSessionCache", "closed cache (client connects fail later)", func(c *libtls.Config) error {
-			sc := libtls.NewMemorySessionCache()
+			sc := libtls.NewMemorySessionCache(0)
 			if err := sc.Close(); err != nil {
 				return err
 			}
@@ -549,7 +549,7 @@ func closedCalls(t *testing.T, fx *fixture) map[string]func(*libtls.Config) erro
 		"OCSPRequireStapling":  (*libtls.Config).OCSPRequireStapling,
 		"SetSessionFD":         func(c *libtls.Config) error { return c.SetSessionFD(int(f.Fd())) },
 		"SetSessionFile":       func(c *libtls.Config) error { return c.SetSessionFile(f) },
-		"SetSessionCache":      func(c *libtls.Config) error { return c.SetSessionCache(libtls.NewMemorySessionCache()) },
+		"SetSessionCache":      func(c *libtls.Config) error { return c.SetSessionCache(libtls.NewMemorySessionCache(0)) },
 		"ApplyTicketKeySet": func(c *libtls.Config) error {
 			set, err := libtls.NewTicketKeySet()
 			if err != nil {

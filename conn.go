@@ -120,9 +120,8 @@ type Conn struct {
 	sent bool // guarded by flushMu: bytes have gone out on conn
 
 	// Client session file of the running handshake (see session.go).
-	sessionFD   int // -1: none
-	sessionKeep any // keeps a SessionCache file reachable
-	sessionErr  error
+	sessionFD  int // -1: none
+	sessionErr error
 
 	hsDone atomic.Bool // set after hsErr and state are final
 	hsErr  error
@@ -173,12 +172,12 @@ func Client(conn net.Conn, cfg *Config, serverName string) (*Conn, error) {
 	if cfg == nil {
 		return nil, &Error{Op: "configure", Msg: "nil Config", Err: errInvalid}
 	}
-	ctx := C.tls_client()
+	ctx := newContext(C.tls_client())
 	if ctx == nil {
 		return nil, &Error{Op: "configure", Msg: "tls_client failed"}
 	}
-	if err := configure(ctx, cfg); err != nil {
-		C.tls_free(ctx)
+	if err := configure(ctx, cfg, false); err != nil {
+		freeContext(ctx)
 		return nil, err
 	}
 	c := newConn(conn, cfg)
@@ -187,18 +186,56 @@ func Client(conn net.Conn, cfg *Config, serverName string) (*Conn, error) {
 	return c, nil
 }
 
-// configure applies cfg to a fresh context (tls_configure).
-func configure(ctx *C.struct_tls, cfg *Config) error {
-	cc, ok := cfg.acquire()
-	if !ok {
+// configure applies cfg to a fresh context (tls_configure). On success the
+// context holds a reference to cfg's C configuration (cfg.ref), which the
+// caller drops with cfg.unref after freeing the context.
+//
+// A server context copies the session lifetime when it is configured, so
+// for a server the Config is locked for writing and what the server was
+// configured with is recorded under the same lock (SetSessionLifetime
+// checks it under that lock too).
+func configure(ctx *C.struct_tls, cfg *Config, server bool) error {
+	if server {
+		cfg.mu.Lock()
+		defer cfg.mu.Unlock()
+	} else {
+		cfg.mu.RLock()
+		defer cfg.mu.RUnlock()
+	}
+	if cfg.closed {
 		return &Error{Op: "configure", Msg: "config is closed", Err: ErrClosed}
 	}
-	rc := C.tls_configure(ctx, cc)
-	cfg.release()
-	if rc != 0 {
+	if C.tls_configure(ctx, cfg.c) != 0 {
 		return ctxError(ctx, "configure")
 	}
+	if server && cfg.session.lifetime > 0 {
+		cfg.session.serving = true
+	}
+	cfg.ref()
 	return nil
+}
+
+// liveContexts counts the C contexts (clients, servers and their
+// connections) the binding has made and not freed yet; the tests use it to
+// find leaks.
+var liveContexts atomic.Int64
+
+// liveConfigs counts the C configurations not freed yet.
+var liveConfigs atomic.Int64
+
+// newContext counts a context made by tls_client, tls_server or
+// tls_accept_cbs (nil is passed through uncounted).
+func newContext(ctx *C.struct_tls) *C.struct_tls {
+	if ctx != nil {
+		liveContexts.Add(1)
+	}
+	return ctx
+}
+
+// freeContext frees a context made through newContext (tls_free).
+func freeContext(ctx *C.struct_tls) {
+	C.tls_free(ctx)
+	liveContexts.Add(-1)
 }
 
 // accept makes a connection context of the server context srv over conn
@@ -216,7 +253,7 @@ func accept(srv *Server, conn net.Conn) (*Conn, error) {
 		c.freeBuffers()
 		return nil, err
 	}
-	c.ctx = cctx
+	c.ctx = newContext(cctx)
 	runtime.SetFinalizer(c, (*Conn).finalize)
 	return c, nil
 }
@@ -369,7 +406,9 @@ func (c *Conn) handshakeSteps() error {
 // connects anew over the same transport, on which nothing was sent.
 func (c *Conn) restart() error {
 	// Lock order: Config before cMu. A closed Config is still usable
-	// here: the live context holds a C reference to it.
+	// here: this Conn holds one of the binding's references to it
+	// (cfg.users), so tls_reset, which drops the context's libtls
+	// reference, never frees the C configuration under tls_configure.
 	c.cfg.mu.RLock()
 	cc := c.cfg.c
 	c.cMu.Lock()
@@ -707,15 +746,19 @@ func (c *Conn) free() {
 	}
 	freedCtx := c.ctx != nil
 	if freedCtx {
-		C.tls_free(c.ctx)
+		freeContext(c.ctx)
 		c.ctx = nil
 	}
 	c.freeBuffersLocked()
 	runtime.SetFinalizer(c, nil)
 	c.cMu.Unlock()
-	// After cMu: Server.mu comes before Config.mu, which comes before cMu.
-	if freedCtx && c.srv != nil {
-		c.srv.release()
+	// After cMu: Config.mu and Server.mu come before cMu.
+	if freedCtx {
+		if c.srv != nil {
+			c.srv.release()
+		} else {
+			c.cfg.unref()
+		}
 	}
 }
 

@@ -47,5 +47,22 @@ func (e *Error) Error() string {
 // ErrClosed).
 func (e *Error) Unwrap() error { return e.Err }
 
+// Timeout reports whether the operation failed because a deadline passed
+// or a context's deadline expired (then errors.Is(e,
+// os.ErrDeadlineExceeded) or errors.Is(e, context.DeadlineExceeded) holds
+// too). It makes *Error a net.Error, as crypto/tls's errors are: net/http
+// and others tell timeouts apart with err.(net.Error).Timeout().
+func (e *Error) Timeout() bool {
+	var ne net.Error
+	return errors.As(e.Err, &ne) && ne.Timeout()
+}
+
+// Temporary reports the same as Timeout.
+//
+// Deprecated: as for net.Error, temporary errors are not well-defined.
+func (e *Error) Temporary() bool { return e.Timeout() }
+
+var _ net.Error = (*Error)(nil)
+
 // errInvalid is wrapped by ConfigErrors for input the binding refuses itself.
 var errInvalid = errors.New("invalid argument")

@@ -24,7 +24,7 @@ func ExampleConfig_SetSessionCache() {
 		addrs = append(addrs, addr)
 	}
 
-	cache := libtls.NewMemorySessionCache()
+	cache := libtls.NewMemorySessionCache(0)
 	defer cache.Close() // after the Config: defers run in reverse order
 	cfg, err := libtls.NewConfig()
 	if err != nil {

@@ -8,7 +8,9 @@ import "C"
 import (
 	"context"
 	"net"
+	"runtime"
 	"sync"
+	"time"
 )
 
 // Server is a configured libtls server context (tls_server +
@@ -33,20 +35,20 @@ func NewServer(cfg *Config) (*Server, error) {
 	if cfg == nil {
 		return nil, &Error{Op: "configure", Msg: "nil Config", Err: errInvalid}
 	}
-	ctx := C.tls_server()
+	ctx := newContext(C.tls_server())
 	if ctx == nil {
 		return nil, &Error{Op: "configure", Msg: "tls_server failed"}
 	}
-	if err := configure(ctx, cfg); err != nil {
-		C.tls_free(ctx)
+	if err := configure(ctx, cfg, true); err != nil {
+		freeContext(ctx)
 		return nil, err
 	}
-	cfg.mu.Lock()
-	if cfg.session.lifetime > 0 {
-		cfg.session.serving = true
-	}
-	cfg.mu.Unlock()
-	return &Server{cfg: cfg, ctx: ctx, refs: 1}, nil
+	s := &Server{cfg: cfg, ctx: ctx, refs: 1}
+	// A backstop for Servers that are never closed: the C context, and the
+	// Config's with it, are freed once the Server and every Conn it
+	// accepted are unreachable. Programs should call Close.
+	runtime.SetFinalizer(s, (*Server).Close)
+	return s, nil
 }
 
 // Accept wraps an accepted connection in a server-side Conn
@@ -80,6 +82,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	runtime.SetFinalizer(s, nil)
 	s.release()
 	return nil
 }
@@ -89,11 +92,15 @@ func (s *Server) Close() error {
 // outlive them.
 func (s *Server) release() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.refs--
-	if s.refs == 0 {
-		C.tls_free(s.ctx)
+	last := s.refs == 0
+	if last {
+		freeContext(s.ctx)
 		s.ctx = nil
+	}
+	s.mu.Unlock()
+	if last {
+		s.cfg.unref() // after Server.mu: Config.mu comes first
 	}
 }
 
@@ -164,7 +171,8 @@ func DialContext(ctx context.Context, network, addr string, cfg *Config) (*Conn,
 // crypto/tls.Dialer. Its DialContext fits http.Transport.DialTLSContext.
 type Dialer struct {
 	// NetDialer is the dialer of the underlying connection; nil means a
-	// zero net.Dialer.
+	// zero net.Dialer. As with crypto/tls.Dialer, its Timeout and Deadline
+	// bound the connect and the handshake together.
 	NetDialer *net.Dialer
 	// Config is the client configuration. Required.
 	Config *Config
@@ -198,6 +206,20 @@ func (d *Dialer) dial(ctx context.Context, network, addr string) (*Conn, error) 
 	nd := d.NetDialer
 	if nd == nil {
 		nd = &net.Dialer{}
+	}
+	// The net.Dialer would apply Timeout and Deadline to the connect only;
+	// a server that accepts and never answers would then hold the
+	// handshake forever. Bound both, as crypto/tls.Dialer does.
+	timeout := nd.Timeout
+	if !nd.Deadline.IsZero() {
+		if until := time.Until(nd.Deadline); timeout == 0 || until < timeout {
+			timeout = until
+		}
+	}
+	if timeout != 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
 	}
 	conn, err := nd.DialContext(ctx, network, addr)
 	if err != nil {

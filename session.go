@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -132,18 +133,18 @@ func (cfg *Config) SetSessionLifetime(d time.Duration) error {
 	// Out-of-range values are clamped into C's int so that libtls itself
 	// reports them ("session lifetime too large/small").
 	secs = max(min(secs, math.MaxInt32), math.MinInt32)
-	if secs == 0 {
-		cfg.mu.RLock()
-		serving := cfg.session.serving
-		cfg.mu.RUnlock()
-		if serving {
+	var refused error
+	err := cfg.call(op, func(c *C.struct_tls_config) C.int {
+		// Checked under the same write lock as NewServer records what it
+		// configured (see configure), so neither can slip between the
+		// other's check and set.
+		if secs == 0 && cfg.session.serving {
 			// libtls reads the lifetime during every handshake of a
 			// server configured with tickets: with 0 every key counts as
 			// expired and every ticket-requesting handshake fails.
-			return &ConfigError{Op: op, Msg: "cannot disable sessions of a Config that servers with sessions use; build a new Config", Err: errInvalid}
+			refused = &ConfigError{Op: op, Msg: "cannot disable sessions of a Config that servers with sessions use; build a new Config", Err: errInvalid}
+			return 0
 		}
-	}
-	return cfg.call(op, func(c *C.struct_tls_config) C.int {
 		rc := C.tls_config_set_session_lifetime(c, C.int(secs))
 		if rc == 0 {
 			cfg.session.lifetime = d
@@ -151,6 +152,10 @@ func (cfg *Config) SetSessionLifetime(d time.Duration) error {
 		}
 		return rc
 	})
+	if refused != nil {
+		return refused
+	}
+	return err
 }
 
 // useSessionFD points the C configuration at fd without changing what the
@@ -174,12 +179,11 @@ func (cfg *Config) quiesceClientSessions() func() {
 	if fd == -1 {
 		return cfg.clientSem.release
 	}
-	sem, err := sessionLock(fd)
+	unlock, err := lockSessionFile(context.Background(), nil, fd)
 	if err != nil {
 		return cfg.clientSem.release
 	}
-	_ = sem.acquire(context.Background(), nil)
-	return func() { sem.release(); cfg.clientSem.release() }
+	return func() { unlock(); cfg.clientSem.release() }
 }
 
 // lockClientSession finds the session file of a client handshake and locks
@@ -199,34 +203,41 @@ func (c *Conn) lockClientSession(ctx context.Context) (func(), error) {
 		if err := cfg.clientSem.acquire(ctx, c.closing); err != nil {
 			return nil, err
 		}
+		var entry *sessionEntry
+		releaseEntry := func() {}
 		if cache != nil {
 			addr := ""
 			if ra := c.conn.RemoteAddr(); ra != nil {
 				addr = ra.String()
 			}
-			f, err := cache.file(sessionKey(c.sni, addr))
+			var err error
+			entry, err = cache.acquire(sessionKey(c.sni, addr))
 			if err != nil {
 				cfg.clientSem.release()
 				return nil, &Error{Op: "connect", Msg: "session cache: " + err.Error(), Err: err}
 			}
-			fd = int(f.Fd())
-			c.sessionKeep = f
+			// The file stays open until this handshake is over, even if
+			// the cache drops it meanwhile.
+			releaseEntry = func() { cache.release(entry) }
+			fd = int(entry.f.Fd())
 		}
-		sem, err := sessionLock(fd)
+		unlock, err := lockSessionFile(ctx, c.closing, fd)
 		if err != nil {
-			// A bad descriptor: libtls reports it at connect.
+			releaseEntry()
 			cfg.clientSem.release()
-			return func() {}, nil
-		}
-		if err := sem.acquire(ctx, c.closing); err != nil {
-			cfg.clientSem.release()
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				// A bad descriptor: libtls reports it at connect.
+				return func() {}, nil
+			}
 			return nil, err
 		}
 		cfg.mu.RLock()
 		changed := cfg.sessionCache != cache || (cache == nil && cfg.sessionFD != fd)
 		cfg.mu.RUnlock()
 		if changed {
-			sem.release()
+			unlock()
+			releaseEntry()
 			cfg.clientSem.release()
 			continue
 		}
@@ -235,10 +246,11 @@ func (c *Conn) lockClientSession(ctx context.Context) (func(), error) {
 			// wait for this one.
 			cfg.clientSem.release()
 			c.sessionFD = fd
-			return sem.release, nil
+			return unlock, nil
 		}
 		if err := cfg.useSessionFD(fd); err != nil {
-			sem.release()
+			unlock()
+			releaseEntry()
 			cfg.clientSem.release()
 			return nil, err
 		}
@@ -250,7 +262,9 @@ func (c *Conn) lockClientSession(ctx context.Context) (func(), error) {
 			own := cfg.sessionFD
 			cfg.mu.RUnlock()
 			_ = cfg.useSessionFD(own)
-			sem.release()
+			c.sessionFD = -1
+			unlock()
+			releaseEntry()
 			cfg.clientSem.release()
 		}, nil
 	}
@@ -259,12 +273,16 @@ func (c *Conn) lockClientSession(ctx context.Context) (func(), error) {
 
 // canRetryWithoutSession reports whether a client handshake that failed
 // with err may be retried after discarding the stored session: libtls
-// itself refused (not the transport, a deadline, a context or Close), there
-// is a stored session, this is the first failure, and nothing has been sent
-// to the server yet.
+// refused the stored session itself (see refusesStoredSession; not the
+// transport, a deadline, a context, Close, or any other configuration
+// error), there is a stored session, this is the first failure, and
+// nothing has been sent to the server yet.
 func (c *Conn) canRetryWithoutSession(err error) bool {
 	var te *Error
 	if !errors.As(err, &te) || te.Err != nil || (te.Op != "connect" && te.Op != "handshake") {
+		return false
+	}
+	if !refusesStoredSession(te.Msg) {
 		return false
 	}
 	if c.sessionFD == -1 || c.sessionErr != nil {
@@ -274,6 +292,20 @@ func (c *Conn) canRetryWithoutSession(err error) bool {
 	sent := c.sent
 	c.flushMu.Unlock()
 	return !sent && sessionFileSize(c.sessionFD) > 0
+}
+
+// refusesStoredSession reports whether msg, libtls's text for a failed
+// connect or handshake, is libtls refusing the stored session itself:
+// "failed to parse session" (not PEM, truncated), "failed to set session"
+// (SSL_set_session refused it) and, on LibreSSL, "no protocols available",
+// which a stored TLS 1.2 session causes under a TLS 1.3-only Config. Only
+// these may discard a stored session: every other failure ("server name
+// not specified", a CA that cannot be loaded, an SNI failure) would fail
+// the same way without it, and the session is still good.
+func refusesStoredSession(msg string) bool {
+	return strings.Contains(msg, "failed to parse session") ||
+		strings.Contains(msg, "failed to set session") ||
+		(Backend().StoredSessionPinsTLS12 && strings.Contains(msg, "no protocols available"))
 }
 
 // SessionFileError is reported by Conn.SessionFileError when the binding

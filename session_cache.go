@@ -1,6 +1,7 @@
 package libtls
 
 import (
+	"container/list"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -9,11 +10,21 @@ import (
 	"sync"
 )
 
+// DefaultSessionCacheCapacity is the capacity of a SessionCache made with a
+// capacity below 1, as for crypto/tls.NewLRUClientSessionCache.
+const DefaultSessionCacheCapacity = 64
+
 // SessionCache keeps a client's sessions per server. libtls keeps one
 // session per Config (its session file); a Go client talks to many servers,
 // so with a SessionCache set (Config.SetSessionCache) each server gets a
 // session file of its own, keyed by the server name and address, and a
 // client resumes with each of several servers.
+//
+// The cache holds at most its capacity of servers, each an open file
+// descriptor. When a new server would exceed it, the least recently used
+// server's session is dropped, as crypto/tls.NewLRUClientSessionCache does:
+// its file is closed (and, for a directory cache, removed) once no
+// handshake uses it.
 //
 // Cost: libtls takes the session file from the Config, so the binding
 // switches the Config's session file for each client handshake and runs the
@@ -23,24 +34,39 @@ import (
 //
 // A SessionCache is safe for concurrent use and may be shared by Configs.
 type SessionCache struct {
-	dir string // "" keeps sessions in memory
+	dir      string // "" keeps sessions in memory
+	capacity int
 
-	mu     sync.Mutex
-	files  map[string]*os.File
-	closed bool
+	mu      sync.Mutex
+	entries map[string]*list.Element // of *sessionEntry
+	lru     list.List                // most recently used first
+	closed  bool
+}
+
+// sessionEntry is one server's session file. users counts the handshakes
+// using it; a dropped entry's file is closed by the last of them.
+type sessionEntry struct {
+	key     string
+	path    string // "" for a memory file
+	f       *os.File
+	users   int
+	dropped bool
 }
 
 // NewMemorySessionCache returns a cache that never touches a disk: each
 // server's session lives in an anonymous in-memory file (Linux memfd), the
-// regular 0600 file libtls demands.
-func NewMemorySessionCache() *SessionCache {
-	return &SessionCache{files: make(map[string]*os.File)}
+// regular 0600 file libtls demands. It holds at most capacity servers
+// (DefaultSessionCacheCapacity if capacity < 1).
+func NewMemorySessionCache(capacity int) *SessionCache {
+	return newSessionCache("", capacity)
 }
 
 // NewDirSessionCache returns a cache that keeps each server's session in a
 // file of dir (created with mode 0700 when missing), so sessions survive
-// restarts. The session files hold master secrets: dir must be private.
-func NewDirSessionCache(dir string) (*SessionCache, error) {
+// restarts. It holds at most capacity servers (DefaultSessionCacheCapacity
+// if capacity < 1); a dropped server's file is removed. The session files
+// hold master secrets: dir must be private.
+func NewDirSessionCache(dir string, capacity int) (*SessionCache, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -51,40 +77,89 @@ func NewDirSessionCache(dir string) (*SessionCache, error) {
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("session cache directory %s: %w: mode %#o lets others in", dir, ErrUnsafeSessionFile, fi.Mode().Perm())
 	}
-	return &SessionCache{dir: dir, files: make(map[string]*os.File)}, nil
+	return newSessionCache(dir, capacity), nil
+}
+
+func newSessionCache(dir string, capacity int) *SessionCache {
+	if capacity < 1 {
+		capacity = DefaultSessionCacheCapacity
+	}
+	return &SessionCache{dir: dir, capacity: capacity, entries: make(map[string]*list.Element)}
 }
 
 // sessionKey names the server a client connection talks to.
 func sessionKey(serverName, addr string) string { return serverName + "|" + addr }
 
-// file returns the session file of a server, opening it on first use.
-func (s *SessionCache) file(key string) (*os.File, error) {
+// acquire returns the session file of a server, opening it on first use,
+// and marks it used until release is called.
+func (s *SessionCache) acquire(key string) (*sessionEntry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, fmt.Errorf("session cache: %w", ErrClosed)
 	}
-	if f := s.files[key]; f != nil {
-		return f, nil
+	if el := s.entries[key]; el != nil {
+		s.lru.MoveToFront(el)
+		e := el.Value.(*sessionEntry)
+		e.users++
+		return e, nil
 	}
 	sum := sha256.Sum256([]byte(key))
 	name := hex.EncodeToString(sum[:16]) + ".session"
-	var f *os.File
+	e := &sessionEntry{key: key, users: 1}
 	var err error
 	if s.dir == "" {
-		f, err = newMemorySessionFile("golibtls-" + name)
+		e.f, err = newMemorySessionFile("golibtls-" + name)
 	} else {
-		f, err = OpenSessionFile(filepath.Join(s.dir, name))
+		e.path = filepath.Join(s.dir, name)
+		e.f, err = OpenSessionFile(e.path)
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.files[key] = f
-	return f, nil
+	s.entries[key] = s.lru.PushFront(e)
+	for s.lru.Len() > s.capacity {
+		s.dropLocked(s.lru.Back().Value.(*sessionEntry))
+	}
+	return e, nil
 }
 
-// Close closes the cache's files. Close the Configs and connections using
-// the cache first.
+// release ends a use of e begun by acquire.
+func (s *SessionCache) release(e *sessionEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.users--
+	if e.dropped && e.users == 0 {
+		e.f.Close()
+	}
+}
+
+// dropLocked removes e from the cache; its file is closed now or, while a
+// handshake uses it, by that handshake's release. Called with s.mu held.
+func (s *SessionCache) dropLocked(e *sessionEntry) error {
+	if el := s.entries[e.key]; el != nil {
+		s.lru.Remove(el)
+		delete(s.entries, e.key)
+	}
+	e.dropped = true
+	var err error
+	if e.path != "" {
+		// Removing the name leaves an open descriptor working.
+		if rerr := os.Remove(e.path); rerr != nil && !os.IsNotExist(rerr) {
+			err = rerr
+		}
+	}
+	if e.users == 0 {
+		if cerr := e.f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// Close closes the cache's files (those in use when their handshakes end);
+// a directory cache's files stay on disk for the next run. Close the Configs
+// and connections using the cache first.
 func (s *SessionCache) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -93,12 +168,17 @@ func (s *SessionCache) Close() error {
 	}
 	s.closed = true
 	var first error
-	for _, f := range s.files {
-		if err := f.Close(); err != nil && first == nil {
-			first = err
+	for _, el := range s.entries {
+		e := el.Value.(*sessionEntry)
+		e.dropped = true
+		if e.users == 0 {
+			if err := e.f.Close(); err != nil && first == nil {
+				first = err
+			}
 		}
 	}
-	s.files = nil
+	s.entries = nil
+	s.lru.Init()
 	return first
 }
 
@@ -106,7 +186,7 @@ func (s *SessionCache) Close() error {
 func (s *SessionCache) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.files)
+	return s.lru.Len()
 }
 
 // SetSessionCache makes client connections of this Config keep one session

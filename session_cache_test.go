@@ -33,9 +33,9 @@ func TestSessionCachePerServer(t *testing.T) {
 		name  string
 		cache func(t *testing.T) *SessionCache
 	}{
-		{"memory", func(t *testing.T) *SessionCache { return NewMemorySessionCache() }},
+		{"memory", func(t *testing.T) *SessionCache { return NewMemorySessionCache(0) }},
 		{"dir", func(t *testing.T) *SessionCache {
-			c, err := NewDirSessionCache(filepath.Join(t.TempDir(), "sessions"))
+			c, err := NewDirSessionCache(filepath.Join(t.TempDir(), "sessions"), 0)
 			require.NoError(t, err)
 			return c
 		}},
@@ -63,7 +63,7 @@ func TestSessionCacheDirSurvivesRestart(t *testing.T) {
 	addr := ticketServer(t)
 	dir := filepath.Join(t.TempDir(), "sessions")
 	for i := range 2 {
-		cache, err := NewDirSessionCache(dir)
+		cache, err := NewDirSessionCache(dir, 0)
 		require.NoError(t, err)
 		cfg := newClientConfig(t)
 		require.NoError(t, cfg.SetSessionCache(cache))
@@ -82,7 +82,7 @@ func TestSessionCacheDirSurvivesRestart(t *testing.T) {
 
 func TestSessionCacheConcurrent(t *testing.T) {
 	addrs := []string{ticketServer(t), ticketServer(t)}
-	cache := NewMemorySessionCache()
+	cache := NewMemorySessionCache(0)
 	defer cache.Close()
 	cfg := newClientConfig(t)
 	require.NoError(t, cfg.SetSessionCache(cache))
@@ -125,12 +125,12 @@ func TestSessionCacheConcurrent(t *testing.T) {
 func TestNewDirSessionCacheRefusesOpenDirectory(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.Chmod(dir, 0o755))
-	_, err := NewDirSessionCache(dir)
+	_, err := NewDirSessionCache(dir, 0)
 	require.ErrorIs(t, err, ErrUnsafeSessionFile)
 }
 
 func TestSessionCacheClosed(t *testing.T) {
-	cache := NewMemorySessionCache()
+	cache := NewMemorySessionCache(0)
 	require.NoError(t, cache.Close())
 	require.NoError(t, cache.Close())
 	cfg := newClientConfig(t)

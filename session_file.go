@@ -37,9 +37,11 @@ var ErrUnsafeSessionFile = errors.New("unsafe session file")
 // OpenSessionFile opens a client session file for SetSessionFile, creating
 // it when missing: a regular file, read-write, owned by the real user ID,
 // mode exactly 0600, as libtls demands. An existing file that is a symlink,
-// is not a regular file, has group or world permission bits or another owner
-// is refused with an error wrapping ErrUnsafeSessionFile; it is never
-// changed.
+// is not a regular file, has group or world permission bits or another owner,
+// or has more than one hard link is refused with an error wrapping
+// ErrUnsafeSessionFile; it is never changed. (libtls truncates and rewrites
+// the session file, so a hard link to another private file of the user
+// would destroy that file.)
 func OpenSessionFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err == nil {
@@ -80,6 +82,9 @@ func checkSessionFile(f *os.File) error {
 	if ok && int(st.Uid) != os.Getuid() {
 		return fmt.Errorf("%w: owned by uid %d, not %d", ErrUnsafeSessionFile, st.Uid, os.Getuid())
 	}
+	if ok && st.Nlink != 1 {
+		return fmt.Errorf("%w: has %d hard links; libtls rewrites the file, which would change the others too", ErrUnsafeSessionFile, st.Nlink)
+	}
 	if perm := fi.Mode().Perm(); perm != 0o600 {
 		return fmt.Errorf("%w: mode %#o, want 0600", ErrUnsafeSessionFile, perm)
 	}
@@ -107,21 +112,58 @@ func newMemorySessionFile(name string) (*os.File, error) {
 // share one lock.
 type fileID struct{ dev, ino uint64 }
 
-var sessionLocks sync.Map // fileID -> semaphore
+// fileLock is the lock of one session file and the number of goroutines
+// holding or waiting for it; the entry is removed with the last of them,
+// so the table holds only files in use.
+type fileLock struct {
+	sem   semaphore
+	users int
+}
 
-// sessionLock returns the process-wide lock of the file behind fd. libtls
-// reads the session file in every connect and rewrites it (ftruncate and
-// pwrite, without locking) at the end of every client handshake, so
-// handshakes on one file must not overlap. The map keeps one small entry
-// per file ever used.
-func sessionLock(fd int) (semaphore, error) {
+var sessionLocks = struct {
+	sync.Mutex
+	m map[fileID]*fileLock
+}{m: make(map[fileID]*fileLock)}
+
+// lockSessionFile takes the process-wide lock of the file behind fd,
+// waiting until ctx ends or closing is closed. libtls reads the session
+// file in every connect and rewrites it (ftruncate and pwrite, without
+// locking) at the end of every client handshake, so handshakes on one file
+// must not overlap. An error from fstat (a bad descriptor) is returned as
+// is; the caller leaves it for libtls to report.
+func lockSessionFile(ctx context.Context, closing <-chan struct{}, fd int) (unlock func(), err error) {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "fstat", Path: "session file", Err: err}
 	}
 	id := fileID{uint64(st.Dev), st.Ino}
-	sem, _ := sessionLocks.LoadOrStore(id, newSemaphore())
-	return sem.(semaphore), nil
+	sessionLocks.Lock()
+	l := sessionLocks.m[id]
+	if l == nil {
+		l = &fileLock{sem: newSemaphore()}
+		sessionLocks.m[id] = l
+	}
+	l.users++
+	sessionLocks.Unlock()
+	drop := func() {
+		sessionLocks.Lock()
+		if l.users--; l.users == 0 {
+			delete(sessionLocks.m, id)
+		}
+		sessionLocks.Unlock()
+	}
+	if err := l.sem.acquire(ctx, closing); err != nil {
+		drop()
+		return nil, err
+	}
+	return func() { l.sem.release(); drop() }, nil
+}
+
+// sessionLockCount reports how many files the lock table holds.
+func sessionLockCount() int {
+	sessionLocks.Lock()
+	defer sessionLocks.Unlock()
+	return len(sessionLocks.m)
 }
 
 // semaphore is a lock whose waiters can give up: a client handshake waiting

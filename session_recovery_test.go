@@ -175,14 +175,15 @@ func TestSessionFileConcurrentClients(t *testing.T) {
 	// which an unserialized connect reads a torn file ("failed to parse
 	// session", which the binding would then have to recover from). It
 	// takes the lock the binding holds from connect to handshake end.
-	lk, err := sessionLock(int(f.Fd()))
-	require.NoError(t, err)
 	var torn atomic.Int64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for time.Now().Before(deadline) {
-			_ = lk.acquire(context.Background(), nil) // cannot fail without a deadline
+			unlock, err := lockSessionFile(context.Background(), nil, int(f.Fd()))
+			if err != nil {
+				panic(err) // cannot fail on an open file without a deadline
+			}
 			b, err := os.ReadFile(f.Name())
 			if err == nil && len(b) > 0 {
 				_ = f.Truncate(int64(len(b) / 2))
@@ -190,7 +191,7 @@ func TestSessionFileConcurrentClients(t *testing.T) {
 				_, _ = f.WriteAt(b, 0)
 				torn.Add(1)
 			}
-			lk.release()
+			unlock()
 			time.Sleep(time.Millisecond)
 		}
 	}()
@@ -262,10 +263,9 @@ func TestSessionLockWaitHonoursContext(t *testing.T) {
 	cfg := newClientConfig(t)
 	f := sessionFile(t)
 	require.NoError(t, cfg.SetSessionFile(f))
-	sem, err := sessionLock(int(f.Fd()))
+	unlock, err := lockSessionFile(context.Background(), nil, int(f.Fd())) // another handshake holds it
 	require.NoError(t, err)
-	require.NoError(t, sem.acquire(context.Background(), nil)) // another handshake holds it
-	defer sem.release()
+	defer unlock()
 
 	a, b := net.Pipe()
 	defer b.Close()
@@ -289,7 +289,7 @@ func TestSessionCacheOffRestoresSessionFile(t *testing.T) {
 	own := sessionFile(t)
 	require.NoError(t, cfg.SetSessionFile(own))
 	dir := t.TempDir() + "/cache"
-	cache, err := NewDirSessionCache(dir)
+	cache, err := NewDirSessionCache(dir, 0)
 	require.NoError(t, err)
 	require.NoError(t, cfg.SetSessionCache(cache))
 	pingDial(t, addr, cfg)

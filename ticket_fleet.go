@@ -400,6 +400,36 @@ func (s *TicketKeySet) encode() []byte {
 // new one, also after a crash. The set is validated first. Writers should
 // not race each other; RotateTicketKeyFile takes a lock for that.
 func WriteTicketKeyFile(path string, set *TicketKeySet) error {
+	return writeTicketKeyFile(path, set, os.Rename)
+}
+
+// CreateTicketKeyFile creates a new key file at path with a new set
+// (NewTicketKeySet: a random session ID and key rev 1) and returns the set
+// (zero it when done). It fails with an error wrapping fs.ErrExist if path
+// exists, and never replaces a file: it takes the lock RotateTicketKeyFile
+// takes and publishes the file with link(2), which fails rather than
+// overwrite, so a rotator that creates the file at the same moment cannot
+// have its set (and the fleet's session ID) replaced.
+func CreateTicketKeyFile(path string) (*TicketKeySet, error) {
+	unlock, err := lockFile(path + ".lock")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	set, err := NewTicketKeySet()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeTicketKeyFile(path, set, os.Link); err != nil {
+		set.Zero()
+		return nil, err
+	}
+	return set, nil
+}
+
+// writeTicketKeyFile writes set to a temporary file beside path and
+// publishes it with publish (os.Rename to replace, os.Link to create only).
+func writeTicketKeyFile(path string, set *TicketKeySet, publish func(oldpath, newpath string) error) error {
 	if err := set.validate(); err != nil {
 		return fmt.Errorf("libtls: ticket key file %s: invalid set: %v", path, err)
 	}
@@ -413,12 +443,11 @@ func WriteTicketKeyFile(path string, set *TicketKeySet) error {
 	if err != nil {
 		return fmt.Errorf("libtls: ticket key file: %w", err)
 	}
-	ok := false
+	// After a rename the temporary name is gone; after a link (or a
+	// failure) it is removed.
 	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
+		tmp.Close()
+		os.Remove(tmp.Name())
 	}()
 	// CreateTemp uses 0600, but make sure of it whatever the umask or ACLs.
 	if err := tmp.Chmod(0o600); err != nil {
@@ -433,10 +462,13 @@ func WriteTicketKeyFile(path string, set *TicketKeySet) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("libtls: ticket key file: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := publish(tmp.Name(), path); err != nil {
+		var le *os.LinkError
+		if errors.As(err, &le) {
+			err = &os.PathError{Op: le.Op, Path: path, Err: le.Err} // name the key file, not the temporary
+		}
 		return fmt.Errorf("libtls: ticket key file: %w", err)
 	}
-	ok = true
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("libtls: ticket key file: sync directory: %w", err)
@@ -629,7 +661,7 @@ func (cfg *Config) applyTicketKeySetLocked(c *C.struct_tls_config, set *TicketKe
 		}
 		cfg.session.id = bytes.Clone(set.SessionID)
 	}
-	now := time.Now()
+	now := time.Unix(libtlsNow(), 0) // the clock libtls expires keys by
 	for i, k := range set.Keys {
 		if k.Rev <= ts.handRev {
 			continue

@@ -754,7 +754,7 @@ func tkAdded(cfg *Config) map[uint32]time.Time {
 	defer cfg.mu.RUnlock()
 	m := map[uint32]time.Time{}
 	for _, k := range cfg.session.tickets.keys {
-		m[k.rev] = k.added
+		m[k.rev] = time.Unix(k.added, 0)
 	}
 	return m
 }

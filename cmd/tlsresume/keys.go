@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -76,22 +75,14 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// createKeyFile writes a new key set to path, which must not exist.
+// createKeyFile writes a new key set to path, which must not exist. It is
+// atomic against a concurrent "keys rotate" on the same file.
 func createKeyFile(path string) (*libtls.TicketKeySet, error) {
-	if _, err := os.Lstat(path); err == nil {
+	set, err := libtls.CreateTicketKeyFile(path)
+	if errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("%s already exists (use keys rotate to add a key)", path)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
 	}
-	set, err := libtls.NewTicketKeySet()
-	if err != nil {
-		return nil, err
-	}
-	if err := libtls.WriteTicketKeyFile(path, set); err != nil {
-		set.Zero()
-		return nil, err
-	}
-	return set, nil
+	return set, err
 }
 
 // initKeyFile is createKeyFile for the demo.
