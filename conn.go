@@ -67,6 +67,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/golibtls/libtls/internal/tlsrecord"
 )
 
 // Why callbacks and buffers instead of handing libtls a socket: a Conn works
@@ -118,6 +120,12 @@ type Conn struct {
 	connected bool // client: tls_connect_cbs has run
 
 	sent bool // guarded by flushMu: bytes have gone out on conn
+
+	// records follows the record framing of the ciphertext read from
+	// conn (guarded by readMu), so that an end of the stream inside a
+	// record is reported as a truncation: LibreSSL's tls_read returns 0
+	// there, as for a clean close.
+	records tlsrecord.Tracker
 
 	// Client session file of the running handshake (see session.go).
 	sessionFD  int // -1: none
@@ -481,6 +489,7 @@ func (c *Conn) fill() error {
 	c.cMu.Unlock()
 
 	n, err := c.conn.Read(c.inBuf)
+	c.records.Feed(c.inBuf[:n])
 
 	c.cMu.Lock()
 	if c.ctx != nil {
@@ -616,6 +625,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 		case n > 0:
 			return int(n), nil
 		case n == 0:
+			if !c.records.AtBoundary() {
+				// The stream ended inside a record: not a close.
+				return 0, &Error{Op: "read", Msg: "unexpected EOF inside a TLS record", Err: io.ErrUnexpectedEOF}
+			}
 			return 0, io.EOF
 		case err != nil:
 			return 0, err
