@@ -39,7 +39,8 @@ import (
 // and after all seeds no goroutine, descriptor or C context is left.
 //
 // GOLIBTLS_FAULT_SEEDS=N runs N seeds (default faultSeeds);
-// GOLIBTLS_FAULT_SEED=S runs only seed S, to reproduce a failure.
+// GOLIBTLS_FAULT_SEED=S runs only seed S, to reproduce a failure;
+// GOLIBTLS_FAULT_VERBOSE=1 logs the seeds that take longer than 500ms.
 
 const (
 	faultSeeds    = 300
@@ -447,7 +448,7 @@ func TestFaultInjection(t *testing.T) {
 		fc := newFaultCase(seed)
 		t0 := time.Now()
 		client, server := runFaultCase(t, env, fc)
-		if d := time.Since(t0); d > 500*time.Millisecond && os.Getenv("FAULTDEBUG") != "" {
+		if d := time.Since(t0); d > 500*time.Millisecond && os.Getenv("GOLIBTLS_FAULT_VERBOSE") != "" {
 			t.Logf("%v took %v: client %v %v / server %v %v", fc, d.Round(time.Millisecond), client.fault.Injected(), client.errs, server.fault.Injected(), server.errs)
 		}
 		checkFaultErrors(t, fc, client, server)
