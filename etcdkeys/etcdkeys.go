@@ -19,15 +19,19 @@
 //   - every server process Follows the key: the stored set is applied to
 //     its Config before it serves, then every change as etcd reports it.
 //     When etcd is unreachable the server keeps serving with the keys it
-//     has (and libtls's Config adds keys of its own before they expire), and
-//     Follower.Err says so.
+//     has (and its Config adds keys of its own before they expire, see
+//     libtls.Config.AddTicketKey), and Follower.Err says so.
 //
 // The value stored under the key is exactly the text of a key file
 // (libtls.TicketKeySet.MarshalText), so a fleet moves between a file and
-// etcd by copying bytes, for example with etcdctl:
+// etcd by copying bytes, for example with etcdctl (whose get adds a
+// newline to values printed as text, hence JSON):
 //
-//	etcdctl put /golibtls/ticket-keys < ticket-keys        # file -> etcd
-//	etcdctl get --print-value-only /golibtls/ticket-keys   # etcd -> file (mode 0600)
+//	etcdctl put /fleet/ticket-keys < ticket-keys
+//	etcdctl get /fleet/ticket-keys -w json | jq -r '.kvs[0].value' | base64 -d > ticket-keys
+//
+// See docs/fleet.md in the repository for a picture of how keys and
+// sessions flow between rotators, etcd and servers over time.
 //
 // The leader election lives under the key's own prefix, KEY + "/rotator/",
 // so an etcd role with read-write access to the prefix KEY is all a
