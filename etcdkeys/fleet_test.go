@@ -1,6 +1,8 @@
 package etcdkeys
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -20,9 +22,12 @@ import (
 const (
 	fleetServers = 3
 	fleetClients = 2
-	// fleetRun is how long the clients run: at the minimum lifetime a key
-	// is due every second or so, so this spans about ten rotations.
-	fleetRun = 12 * time.Second
+	// fleetRun is how long the clients run at least: at the minimum
+	// lifetime a key is due every second or so, so this spans about ten
+	// rotations. They run on (up to fleetRunMax) until the second Rotator
+	// has rotated three times.
+	fleetRun    = 12 * time.Second
+	fleetRunMax = 30 * time.Second
 	// When, into the run, an etcd member is stopped and the leading
 	// Rotator is cancelled.
 	fleetStopMember = 4 * time.Second
@@ -89,12 +94,14 @@ func TestFleet(t *testing.T) {
 		after time.Duration // from the value's arrival in the history
 	}
 	var (
-		monMu     sync.Mutex
-		agreed    []agreement
-		ownKeys   []string
-		monDone   = make(chan struct{})
-		monStop   = make(chan struct{})
-		lastAgree uint32
+		monMu      sync.Mutex
+		agreed     []agreement
+		ownKeys    []string
+		monDone    = make(chan struct{})
+		monStop    = make(chan struct{})
+		lastAgree  uint32
+		raftLeader = c.Leader()
+		monStart   = time.Now()
 	)
 	go func() {
 		defer close(monDone)
@@ -105,6 +112,10 @@ func TestFleet(t *testing.T) {
 			case <-monStop:
 				return
 			case <-time.After(2 * time.Millisecond):
+			}
+			if l := c.Leader(); l != raftLeader {
+				t.Logf("%v: etcd raft leader %d -> %d", time.Since(monStart).Round(time.Millisecond), raftLeader, l)
+				raftLeader = l
 			}
 			want := h.lastNewest()
 			if want != pending {
@@ -128,12 +139,17 @@ func TestFleet(t *testing.T) {
 				agreed = append(agreed, agreement{want, time.Since(since)})
 				lastAgree = want
 				monMu.Unlock()
+				if d := time.Since(since); d > 50*time.Millisecond {
+					t.Logf("%v: servers agreed on rev %d after %v", time.Since(monStart).Round(time.Millisecond), want, d.Round(time.Millisecond))
+				}
 			}
 		}
 	}()
 
-	// The clients, each going round the servers from a different one.
+	// The clients, each going round the servers from a different one,
+	// until stopClients.
 	start := time.Now()
+	stopClients := make(chan struct{})
 	results := make([][]handshakeResult, fleetClients)
 	var wg sync.WaitGroup
 	for ci := range fleetClients {
@@ -141,7 +157,12 @@ func TestFleet(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; time.Since(start) < fleetRun && i < 100000; i++ {
+			for i := 0; i < 1000000; i++ {
+				select {
+				case <-stopClients:
+					return
+				default:
+				}
 				si := (ci + i) % len(servers)
 				resumed, err := dial(servers[si].addr, cfg)
 				results[ci] = append(results[ci], handshakeResult{time.Since(start), si, resumed, err})
@@ -149,17 +170,53 @@ func TestFleet(t *testing.T) {
 		}()
 	}
 
-	// Mid-run: stop etcd's raft leader (it hands leadership over), then
-	// cancel the leading Rotator (it resigns; the other takes over).
-	time.Sleep(fleetStopMember)
-	stopped := c.Leader()
-	require.GreaterOrEqual(t, stopped, 0, "etcd has a leader")
-	c.Stop(stopped)
-	t.Logf("%v: stopped etcd member %d (raft leader)", time.Since(start).Round(time.Millisecond), stopped)
-	time.Sleep(fleetStopLeader - time.Since(start))
-	leader := currentLeader(t, newClient(t, c), key)
-	cancels[leader]()
-	t.Logf("%v: cancelled rotator %s (leader)", time.Since(start).Round(time.Millisecond), leader)
+	// Mid-run, each on its own clock: stop etcd's raft leader (it hands
+	// leadership over), and cancel the leading Rotator (it resigns; the
+	// other takes over).
+	var events sync.WaitGroup
+	var leader string
+	events.Add(2)
+	go func() {
+		defer events.Done()
+		time.Sleep(fleetStopMember)
+		stopped := c.Leader()
+		if !assert.GreaterOrEqual(t, stopped, 0, "etcd has a leader") {
+			return
+		}
+		c.Stop(stopped)
+		t.Logf("%v: stopped etcd member %d (raft leader)", time.Since(start).Round(time.Millisecond), stopped)
+	}()
+	leaderCli := newClient(t, c)
+	go func() {
+		defer events.Done()
+		time.Sleep(fleetStopLeader)
+		var err error
+		if leader, err = currentLeader(leaderCli, key); !assert.NoError(t, err) {
+			return
+		}
+		cancels[leader]()
+		t.Logf("%v: cancelled rotator %s (leader)", time.Since(start).Round(time.Millisecond), leader)
+	}()
+	events.Wait()
+	require.NotEmpty(t, leader)
+	// The other Rotator rotates a few times before the clients stop.
+	other := names[0]
+	if leader == other {
+		other = names[1]
+	}
+	for i := 0; i < 2000 && time.Since(start) < fleetRunMax; i++ {
+		n := 0
+		for _, r := range lg.find("etcdkeys: rotated") {
+			if r.attrs["rotator"] == other {
+				n++
+			}
+		}
+		if n >= 3 && time.Since(start) >= fleetRun {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stopClients)
 	wg.Wait()
 	elapsed := time.Since(start)
 
@@ -239,11 +296,7 @@ func TestFleet(t *testing.T) {
 	assert.Less(t, slowest, fleetAgree)
 
 	// One writer at a time, and the second took over.
-	counts := h.checkOneWriter(t, &lg)
-	other := names[0]
-	if leader == other {
-		other = names[1]
-	}
+	counts := h.checkOneWriter(t, &lg, leader)
 	assert.Positive(t, counts[leader], "the first leader rotated")
 	assert.GreaterOrEqual(t, counts[other], 2, "%s took over after %s was cancelled", other, leader)
 	assert.Len(t, lg.find("etcdkeys: resigned"), 1, "the cancelled leader resigned")
@@ -258,11 +311,16 @@ func TestFleet(t *testing.T) {
 }
 
 // currentLeader returns the name of the Rotator leading key's election.
-func currentLeader(t testing.TB, cli *clientv3.Client, key string) string {
-	t.Helper()
-	resp, err := cli.Get(ctxFor(t), electionPrefix(key)+"/", clientv3.WithPrefix(),
+func currentLeader(cli *clientv3.Client, key string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	defer cancel()
+	resp, err := cli.Get(ctx, electionPrefix(key)+"/", clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1))
-	require.NoError(t, err)
-	require.Len(t, resp.Kvs, 1, "a rotator leads")
-	return string(resp.Kvs[0].Value)
+	if err != nil {
+		return "", err
+	}
+	if len(resp.Kvs) != 1 {
+		return "", errors.New("no rotator leads")
+	}
+	return string(resp.Kvs[0].Value), nil
 }

@@ -25,9 +25,12 @@ const (
 	// checkTimeout bounds each of those reads: etcd is reported
 	// unreachable after it.
 	checkTimeout = 2 * time.Second
-	// rewatchDelay is the pause before watching again after etcd ended a
-	// watch (no leader, compaction).
-	rewatchDelay = 200 * time.Millisecond
+	// maxRewatchDelay bounds the pause before watching again after etcd
+	// ended a watch (no leader, compaction): the first retry is at once
+	// (the client moves to a member that has a leader, and every
+	// millisecond without the watch may cost a resumption), then the
+	// pause doubles from 10ms.
+	maxRewatchDelay = time.Second
 )
 
 // Follower keeps a server's Config in step with the ticket key set stored
@@ -112,7 +115,9 @@ func Follow(cfg *libtls.Config, cli *clientv3.Client, key string) (*Follower, er
 // watch applies the changes etcd reports after revision rev.
 func (f *Follower) watch(ctx context.Context, rev int64) {
 	defer f.wg.Done()
+	failures := 0 // watches ended in a row
 	for ctx.Err() == nil {
+		started := time.Now()
 		// WithRequireLeader: a member cut off from its cluster ends the
 		// watch, and the next one goes to a member that is not.
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -139,7 +144,13 @@ func (f *Follower) watch(ctx context.Context, rev int64) {
 			}
 		}
 		cancel() // releases the watch when we left it early
-		sleep(ctx, rewatchDelay)
+		if time.Since(started) > maxRewatchDelay {
+			failures = 0 // it had worked for a while
+		}
+		if failures > 0 {
+			sleep(ctx, min(maxRewatchDelay, 10*time.Millisecond<<min(failures-1, 7)))
+		}
+		failures++
 	}
 }
 

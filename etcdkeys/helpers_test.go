@@ -65,9 +65,10 @@ func newClient(t testing.TB, c *etcdtest.Cluster) *clientv3.Client {
 	return cli
 }
 
-// testKey is a key of the test's own.
+// testKey is a key of the test's own (of this run of it: -count reruns
+// tests on the same shared cluster).
 func testKey(t testing.TB) string {
-	return "/etcdkeys-test/" + t.Name()
+	return fmt.Sprintf("/etcdkeys-test/%s-%d", t.Name(), time.Now().UnixNano())
 }
 
 // ctxFor is a context bounded by ioTimeout.

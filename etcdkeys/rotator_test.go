@@ -171,7 +171,7 @@ func TestRotatorLosesLease(t *testing.T) {
 	lost := h.lastNewest()
 
 	eventually(t, 10*time.Second, "r2 rotates", func() bool { return len(lg.find("etcdkeys: elected")) >= 2 && h.lastNewest() >= lost+3 })
-	counts := h.checkOneWriter(t, &lg)
+	counts := h.checkOneWriter(t, &lg, "r1")
 	assert.Positive(t, counts["r1"])
 	assert.GreaterOrEqual(t, counts["r2"], 3)
 	var r1Stopped bool
