@@ -56,7 +56,9 @@ func ExampleRotator() {
 		resp, err := cli.Get(ctx, "/fleet/ticket-keys")
 		if err == nil && len(resp.Kvs) == 1 {
 			var set libtls.TicketKeySet
-			if err := set.UnmarshalText(resp.Kvs[0].Value); err != nil {
+			err := set.UnmarshalText(resp.Kvs[0].Value)
+			clear(resp.Kvs[0].Value) // the keys, in hex
+			if err != nil {
 				log.Fatal(err)
 			}
 			fmt.Printf("session ID: %d bytes, keys: %d\n", len(set.SessionID), len(set.Keys))

@@ -105,7 +105,9 @@ func TestServeEtcd(t *testing.T) {
 			return 0, nil
 		}
 		var set libtls.TicketKeySet
-		if err := set.UnmarshalText(resp.Kvs[0].Value); err != nil {
+		err = set.UnmarshalText(resp.Kvs[0].Value)
+		clear(resp.Kvs[0].Value)
+		if err != nil {
 			t.Fatalf("the stored set: %v", err)
 		}
 		defer set.Zero()

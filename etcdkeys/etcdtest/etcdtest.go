@@ -206,7 +206,7 @@ func (c *Cluster) Endpoints() []string {
 	return eps
 }
 
-// Endpoint returns the client URL of member i, as HOST:PORT.
+// Endpoint returns the client address of member i, HOST:PORT.
 func (c *Cluster) Endpoint(i int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
