@@ -101,9 +101,9 @@ const maxTicketKeyFileSize = 64 << 10
 //
 // The tool updates the file by writing a new timestamped directory,
 // pointing ..data at it (a symlink renamed over the old one) and deleting
-// the old directory. Readers resolve such symlinks only while every link
-// stays inside the directory that holds the named path; a symlink that
-// resolves anywhere else is refused. The file reached that way is written
+// the old directory. Readers follow such symlinks only when the file they
+// resolve to lies inside the directory that holds the named path (or below
+// it); a symlink that resolves anywhere else is refused. The file reached that way is written
 // by the volume's manager, not by the servers, so it may also be owned by
 // root and readable by its group, as a volume with defaultMode 0440 (or
 // 0400) and an fsGroup gives it: owner the effective user or root; group
