@@ -57,10 +57,16 @@ ENV LIBTLS_PREFIX=/opt/libressl \
 	GOMODCACHE=/go/pkg/mod \
 	GOCACHE=/home/tester/.cache/go-build
 
-# Modules first, so that they are downloaded again only when go.mod or go.sum
-# change.
+# Modules first, so that they are downloaded again only when a go.mod or
+# go.sum changes. The repository holds three modules: the core (no etcd),
+# etcdkeys and cmd/tlsresume (which use etcd; they replace the core with
+# the copy in this tree, so its go.mod comes first).
 COPY --chown=tester:tester go.mod go.sum ./
-RUN go mod download
+COPY --chown=tester:tester etcdkeys/go.mod etcdkeys/go.sum etcdkeys/
+COPY --chown=tester:tester cmd/tlsresume/go.mod cmd/tlsresume/go.sum cmd/tlsresume/
+RUN go mod download \
+	&& (cd etcdkeys && go mod download) \
+	&& (cd cmd/tlsresume && go mod download)
 
 # Warm the build cache with the standard library, plain and with -race, under
 # the same cgo settings scripts/test uses. This also checks, at build time,

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -36,7 +37,8 @@ const maxTicketKeyFileSize = 64 << 10
 //
 //   - one rotator process (RotateTicketKeyFile, TicketKeyRotator) creates
 //     the file and adds a new key on libtls's schedule, every 3/4 of the
-//     session lifetime, keeping the newest 4;
+//     session lifetime (earlier for lifetimes under 12s, see NextRotation),
+//     keeping the newest 4;
 //   - every server process follows the file (FollowTicketKeyFile), which
 //     applies its session ID and new keys to the server's Config
 //     (Config.ApplyTicketKeySet), before the server is created and then as
@@ -79,9 +81,35 @@ const maxTicketKeyFileSize = 64 << 10
 //
 // Anything else (other versions, extra fields, blank lines, a missing final
 // newline) is refused by ReadTicketKeyFile with an error naming the line.
-// The file holds secrets: readers refuse it when it is a symlink, is not a
-// regular file, is not owned by the effective user, or has any group or
-// world permission bit.
+// MarshalText and UnmarshalText produce and read the same text, for sets
+// kept in other stores (package etcdkeys keeps them in etcd), so that a
+// fleet can move between a file and a store by copying the bytes.
+//
+// The file holds secrets. Readers refuse anything but a regular file; a
+// regular file named directly must be owned by the effective user and have
+// no group or world permission bit (0600 or 0400), as the rotator writes it.
+//
+// # Secret volumes
+//
+// A key file may also be a symlink into its own directory, the layout of a
+// Kubernetes secret volume (and of other tools that update a directory of
+// files atomically):
+//
+//	keys -> ..data/keys
+//	..data -> ..2026_01_02_15_04_05.123456789
+//	..2026_01_02_15_04_05.123456789/keys     (the file)
+//
+// The tool updates the file by writing a new timestamped directory,
+// pointing ..data at it (a symlink renamed over the old one) and deleting
+// the old directory. Readers follow such symlinks only when the file they
+// resolve to lies inside the directory that holds the named path (or below
+// it); a symlink that resolves anywhere else is refused. The file reached that way is written
+// by the volume's manager, not by the servers, so it may also be owned by
+// root and readable by its group, as a volume with defaultMode 0440 (or
+// 0400) and an fsGroup gives it: owner the effective user or root; group
+// at most read; nothing for others. Never world-readable: Kubernetes's
+// default mode 0644 is refused, so set defaultMode. FollowTicketKeyFile
+// notices the swap (it compares the file the links resolve to).
 type TicketKeySet struct {
 	// SessionID is the session ID context the fleet shares: 1 to
 	// MaxSessionIDLength bytes (NewTicketKeySet makes 32 random ones).
@@ -172,28 +200,68 @@ func (s *TicketKeySet) Zero() {
 	}
 }
 
-// rotationDue reports whether Rotate would add a key: when there is none,
-// or when the newest is older than 3/4 of lifetime (libtls's own rekeying
-// schedule). A lifetime <= 0 only asks for a first key.
+// followSlack is the time the rotation schedule leaves for a new key to
+// reach every server of the fleet: the rotator's check interval plus the
+// follower's delay (a poll of the key file, or an etcd watch).
+const followSlack = time.Second
+
+// rotationAge is how old the newest key of a set may get before Rotate adds
+// the next one: 3/4 of lifetime, libtls's own schedule, but never so late
+// that a server's Config would add a key of its own first.
+//
+// A Config given keys by hand adds a random key of its own when the newest
+// is within max(1s, lifetime/16) of expiring (see Config.AddTicketKey),
+// counted on libtls's clock of whole seconds, so up to a second early.
+// Tickets under such a key resume on that server only. For lifetimes
+// under 12s that point comes before 3/4 of the lifetime (at 4s, as soon as
+// 2s after a key was added), so the fleet's next key is made followSlack
+// before it instead; at least a quarter of the lifetime apart.
+func rotationAge(lifetime time.Duration) time.Duration {
+	age := lifetime * 3 / 4
+	ownKey := lifetime - max(time.Second, lifetime/16) - time.Second
+	if a := ownKey - followSlack; a < age {
+		age = max(a, lifetime/4)
+	}
+	return age
+}
+
+// NextRotation returns when Rotate will add the next key to the set for
+// servers whose session lifetime is lifetime: once the newest key is older
+// than 3/4 of lifetime (libtls's own rekeying schedule), or, for lifetimes
+// under 12s, early enough that the new key reaches the servers (within a
+// second) before their Configs would add keys of their own (see
+// Config.AddTicketKey): at 4s, a key every second. It returns the zero
+// Time for a set without keys (a key is due now), and the far future for a
+// lifetime <= 0 (no rotation).
+func (s *TicketKeySet) NextRotation(lifetime time.Duration) time.Time {
+	if len(s.Keys) == 0 {
+		return time.Time{}
+	}
+	if lifetime <= 0 {
+		return time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	}
+	return s.Keys[len(s.Keys)-1].Created.Add(rotationAge(lifetime))
+}
+
+// rotationDue reports whether Rotate would add a key at now (see
+// NextRotation).
 func (s *TicketKeySet) rotationDue(now time.Time, lifetime time.Duration) bool {
 	if len(s.Keys) == 0 {
 		return true
 	}
-	if lifetime <= 0 {
-		return false
-	}
-	return now.Sub(s.Keys[len(s.Keys)-1].Created) > lifetime*3/4
+	return lifetime > 0 && now.After(s.NextRotation(lifetime))
 }
 
 // Rotate adds a new random key (crypto/rand), revision max+1, created now,
-// when the set has no key or its newest key is older than 3/4 of lifetime,
-// then keeps the newest 4 keys, zeroing the dropped ones. It reports whether
-// the set changed. lifetime is the servers' session lifetime; a lifetime <= 0
-// only adds a first key.
+// when the set has no key or now is after NextRotation (3/4 of lifetime
+// after the newest key, earlier for lifetimes under 12s), then keeps the
+// newest 4 keys, zeroing the dropped ones. It reports whether the set
+// changed. lifetime is the servers' session lifetime; a lifetime <= 0 only
+// adds a first key.
 //
 // Revisions run out at LocalTicketKeyRevBase-1 (after two billion
 // rotations, or a hand-made file that starts high): Rotate then adds
-// nothing, and RotateTicketKeyFile reports an error.
+// nothing, and RotateTicketKeySet and RotateTicketKeyFile report an error.
 func (s *TicketKeySet) Rotate(now time.Time, lifetime time.Duration) bool {
 	changed := false
 	if s.rotationDue(now, lifetime) && !s.revsExhausted() {
@@ -218,6 +286,38 @@ func (s *TicketKeySet) Rotate(now time.Time, lifetime time.Duration) bool {
 	return changed
 }
 
+// RotateTicketKeySet is the rotator's step on a set kept anywhere (a key
+// file: RotateTicketKeyFile; etcd: package etcdkeys). With set nil (the
+// store holds none yet) it returns a new set (NewTicketKeySet: a random
+// session ID and key rev 1). Otherwise it validates set and rotates it in
+// place (Rotate), never touching its session ID, and returns it. It
+// reports whether the set changed, that is whether the caller must store
+// it. lifetime is the servers' session lifetime, from MinSessionLifetime to
+// MaxSessionLifetime.
+//
+// An invalid set is an error, and so is a key that is due when revisions
+// are exhausted: the caller should leave the stored set as it is, since
+// replacing it would change the fleet's session ID.
+func RotateTicketKeySet(set *TicketKeySet, now time.Time, lifetime time.Duration) (*TicketKeySet, bool, error) {
+	if lifetime < MinSessionLifetime || lifetime > MaxSessionLifetime {
+		return nil, false, fmt.Errorf("libtls: rotate ticket keys: lifetime %v is outside %v to %v", lifetime, MinSessionLifetime, MaxSessionLifetime)
+	}
+	if set == nil {
+		set, err := NewTicketKeySet()
+		if err != nil {
+			return nil, false, err
+		}
+		return set, true, nil
+	}
+	if err := set.validate(); err != nil {
+		return nil, false, fmt.Errorf("libtls: rotate ticket keys: invalid set: %v", err)
+	}
+	if set.rotationDue(now, lifetime) && set.revsExhausted() {
+		return nil, false, fmt.Errorf("libtls: rotate ticket keys: ticket key revisions exhausted (newest is %d); start a new set", set.Keys[len(set.Keys)-1].Rev)
+	}
+	return set, set.Rotate(now, lifetime), nil
+}
+
 func (s *TicketKeySet) revsExhausted() bool {
 	n := len(s.Keys)
 	return n > 0 && s.Keys[n-1].Rev >= LocalTicketKeyRevBase-1
@@ -227,20 +327,54 @@ func (s *TicketKeySet) revsExhausted() bool {
 
 // ticketKeyFileError is the error of a bad key file: what is wrong and where.
 func ticketKeyFileError(path string, line int, format string, args ...any) error {
+	return ticketKeySetError("ticket key file "+path, line, format, args...)
+}
+
+// ticketKeySetError is the error of a bad encoded set from src ("ticket key
+// file PATH", "ticket key set"): what is wrong and where.
+func ticketKeySetError(src string, line int, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
 	if line > 0 {
-		return fmt.Errorf("libtls: ticket key file %s: line %d: %s", path, line, msg)
+		return fmt.Errorf("libtls: %s: line %d: %s", src, line, msg)
 	}
-	return fmt.Errorf("libtls: ticket key file %s: %s", path, msg)
+	return fmt.Errorf("libtls: %s: %s", src, msg)
+}
+
+// MarshalText returns the set in the key file's text (version 1, see
+// TicketKeySet), so that sets can be kept in stores other than files
+// (package etcdkeys keeps them in etcd) and moved between them byte for
+// byte. It refuses an invalid set. The text holds the keys in hex: zero it
+// (clear) after use.
+func (s *TicketKeySet) MarshalText() ([]byte, error) {
+	if err := s.validate(); err != nil {
+		return nil, fmt.Errorf("libtls: ticket key set: invalid set: %v", err)
+	}
+	return s.encode(), nil
+}
+
+// UnmarshalText replaces s with the set encoded in text, the key file's
+// text (see TicketKeySet), validated as ReadTicketKeyFile validates a file;
+// errors name the line. On success the keys s held before are zeroed; on
+// failure s is unchanged. text is not retained: the caller may zero it.
+func (s *TicketKeySet) UnmarshalText(text []byte) error {
+	set, err := parseTicketKeySet("ticket key set", text)
+	if err != nil {
+		return err
+	}
+	s.Zero()
+	*s = *set
+	return nil
 }
 
 // ReadTicketKeyFile reads and validates a key file (see TicketKeySet for
-// the format). It refuses a symlink, anything but a regular file, a file not
-// owned by the effective user or with any group or world permission bit, and
-// any content that is not a valid version 1 set, with an error that says
-// which. Zero the set when done.
+// the format). It refuses anything but a regular file; a symlink unless it
+// resolves inside its own directory (a secret volume); a file that is not
+// owned by the effective user or has any group or world permission bit
+// (for a secret volume's file: not owned by the effective user or root, or
+// with more than group read); and any content that is not a valid version
+// 1 set, with an error that says which. Zero the set when done.
 func ReadTicketKeyFile(path string) (*TicketKeySet, error) {
-	data, err := readSecretFile(path)
+	data, _, err := readSecretFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -248,62 +382,131 @@ func ReadTicketKeyFile(path string) (*TicketKeySet, error) {
 	return parseTicketKeyFile(path, data)
 }
 
-// readSecretFile reads a small file that must be private to its owner.
-func readSecretFile(path string) ([]byte, error) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-		return nil, ticketKeyFileError(path, 0, "is a symlink; refusing to follow it")
+// resolveSecretFile returns the file that path names: path itself when it
+// is not a symlink (or does not exist: opening it reports that), otherwise
+// the file its symlinks resolve to, which must lie inside path's directory
+// (the layout of a secret volume, see TicketKeySet). linked reports the
+// latter.
+func resolveSecretFile(path string) (file string, linked bool, err error) {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return path, false, nil
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", false, fmt.Errorf("libtls: ticket key file: %w", err)
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return "", false, fmt.Errorf("libtls: ticket key file: %w", err)
+	}
+	target, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", false, fmt.Errorf("libtls: ticket key file %s: is a symlink that does not resolve: %w", path, err)
+	}
+	// Every link may go anywhere on the way, but the file read must live in
+	// the directory tree of path, which whoever manages it controls.
+	rel, err := filepath.Rel(dir, target)
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", false, ticketKeyFileError(path, 0, "is a symlink to %s, outside its directory %s; refusing to follow it", target, dir)
+	}
+	return target, true, nil
+}
+
+// readSecretFile reads a small file that must be private to its owner (or,
+// in a secret volume, to its owner and group; see ReadTicketKeyFile). It
+// returns the data and the FileInfo of the file it read.
+func readSecretFile(path string) ([]byte, os.FileInfo, error) {
+	// A secret volume's manager may delete the directory the links
+	// resolved to between resolving and opening (it has just swapped
+	// ..data): resolve again, a bounded number of times.
+	var (
+		f      *os.File
+		file   string
+		linked bool
+		err    error
+	)
+	for range 3 {
+		if file, linked, err = resolveSecretFile(path); err != nil {
+			return nil, nil, err
+		}
+		f, err = os.OpenFile(file, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		if !linked || !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+	}
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
-			return nil, ticketKeyFileError(path, 0, "is a symlink; refusing to follow it")
+			return nil, nil, ticketKeyFileError(path, 0, "is a symlink; refusing to follow it")
 		}
-		return nil, fmt.Errorf("libtls: ticket key file: %w", err)
+		return nil, nil, fmt.Errorf("libtls: ticket key file: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("libtls: ticket key file: %w", err)
+		return nil, nil, fmt.Errorf("libtls: ticket key file: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, ticketKeyFileError(path, 0, "is not a regular file (%v)", fi.Mode().Type())
+		return nil, nil, ticketKeyFileError(path, 0, "is not a regular file (%v)", fi.Mode().Type())
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, ticketKeyFileError(path, 0, "has mode %#o; it holds secret keys and must not be accessible by group or others (chmod 600)", perm)
+	perm := fi.Mode().Perm()
+	uid := -1
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		uid = int(st.Uid)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return nil, ticketKeyFileError(path, 0, "is owned by uid %d, not by uid %d", st.Uid, os.Geteuid())
+	if !linked {
+		if perm&0o077 != 0 {
+			return nil, nil, ticketKeyFileError(path, 0, "has mode %#o; it holds secret keys and must not be accessible by group or others (chmod 600)", perm)
+		}
+		if uid >= 0 && uid != os.Geteuid() {
+			return nil, nil, ticketKeyFileError(path, 0, "is owned by uid %d, not by uid %d", uid, os.Geteuid())
+		}
+	} else {
+		// A secret volume: written by its manager as root, shared with the
+		// servers' group (fsGroup) at most for reading.
+		if perm&0o037 != 0 {
+			return nil, nil, ticketKeyFileError(path, 0, "resolves to %s with mode %#o; it holds secret keys: others must have no access and the group at most read (defaultMode 0400 or 0440)", file, perm)
+		}
+		if uid >= 0 && uid != os.Geteuid() && uid != 0 {
+			return nil, nil, ticketKeyFileError(path, 0, "resolves to %s, owned by uid %d, neither uid %d nor root", file, uid, os.Geteuid())
+		}
 	}
 	if fi.Size() > maxTicketKeyFileSize {
-		return nil, ticketKeyFileError(path, 0, "is %d bytes, too large for a key file", fi.Size())
+		return nil, nil, ticketKeyFileError(path, 0, "is %d bytes, too large for a key file", fi.Size())
 	}
 	buf := make([]byte, maxTicketKeyFileSize+1)
 	n, err := io.ReadFull(f, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		clear(buf)
-		return nil, fmt.Errorf("libtls: ticket key file: %w", err)
+		return nil, nil, fmt.Errorf("libtls: ticket key file: %w", err)
 	}
 	if n > maxTicketKeyFileSize {
 		clear(buf)
-		return nil, ticketKeyFileError(path, 0, "is too large for a key file")
+		return nil, nil, ticketKeyFileError(path, 0, "is too large for a key file")
 	}
-	return buf[:n], nil
+	return buf[:n], fi, nil
 }
 
-// parseTicketKeyFile parses a version 1 key file. It works on data in
-// place, so that the caller can zero every copy of the hex key material.
+// parseTicketKeyFile parses a version 1 key file.
 func parseTicketKeyFile(path string, data []byte) (*TicketKeySet, error) {
+	return parseTicketKeySet("ticket key file "+path, data)
+}
+
+// parseTicketKeySet parses a version 1 set read from src (which errors
+// name). It works on data in place, so that the caller can zero every copy
+// of the hex key material.
+func parseTicketKeySet(src string, data []byte) (*TicketKeySet, error) {
 	if len(data) == 0 {
-		return nil, ticketKeyFileError(path, 0, "is empty")
+		return nil, ticketKeySetError(src, 0, "is empty")
 	}
 	if data[len(data)-1] != '\n' {
-		return nil, ticketKeyFileError(path, 0, "does not end with a newline (truncated?)")
+		return nil, ticketKeySetError(src, 0, "does not end with a newline (truncated?)")
 	}
 	lines := bytes.Split(data[:len(data)-1], []byte{'\n'})
 	set := &TicketKeySet{}
 	fail := func(line int, format string, args ...any) (*TicketKeySet, error) {
 		set.Zero()
-		return nil, ticketKeyFileError(path, line, format, args...)
+		return nil, ticketKeySetError(src, line, format, args...)
 	}
 	if string(lines[0]) != ticketKeyFileHeader {
 		h := lines[0]
@@ -502,27 +705,31 @@ func RotateTicketKeyFile(path string, lifetime time.Duration) (*TicketKeySet, bo
 	}
 	defer unlock()
 
-	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
-		set, err := NewTicketKeySet()
-		if err != nil {
+	var set *TicketKeySet
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		// RotateTicketKeySet creates a set.
+	case err == nil && fi.Mode()&os.ModeSymlink != 0:
+		// Rewriting would replace the link (a secret volume's) by a file.
+		return nil, false, ticketKeyFileError(path, 0, "is a symlink; the rotator writes only regular files")
+	default:
+		if set, err = ReadTicketKeyFile(path); err != nil {
 			return nil, false, err
 		}
-		if err := WriteTicketKeyFile(path, set); err != nil {
-			set.Zero()
-			return nil, false, err
-		}
-		return set, true, nil
-	}
-	set, err := ReadTicketKeyFile(path)
-	if err != nil {
-		return nil, false, err
 	}
 	now := time.Now()
-	if set.rotationDue(now, lifetime) && set.revsExhausted() {
+	if set != nil && set.rotationDue(now, lifetime) && set.revsExhausted() {
 		set.Zero()
 		return nil, false, ticketKeyFileError(path, 0, "ticket key revisions exhausted (newest is %d); create a new key file", set.Keys[len(set.Keys)-1].Rev)
 	}
-	if !set.Rotate(now, lifetime) {
+	rotated, changed, err := RotateTicketKeySet(set, now, lifetime)
+	if err != nil {
+		set.Zero()
+		return nil, false, err
+	}
+	set = rotated
+	if !changed {
 		return set, false, nil
 	}
 	if err := WriteTicketKeyFile(path, set); err != nil {
@@ -726,6 +933,12 @@ func stampOf(fi os.FileInfo) fileStamp {
 // or Listen: libtls copies the session ID into the server when it is
 // created. Close the follower before the Config.
 //
+// path may be a symlink into a secret volume (see TicketKeySet): a change
+// is the file the links resolve to changing, so the volume's swap of its
+// ..data link is seen, and so is the deletion of the old target. Keep
+// interval short next to the lifetime (a second at most; a new key should
+// reach every server within about a second, see NextRotation).
+//
 // Failed polls are kept (Err) and retried at the next interval; the Config
 // keeps the keys it has, and the binding adds keys of its own before they
 // expire (see AddTicketKey), so servers keep accepting handshakes, only
@@ -755,15 +968,31 @@ func FollowTicketKeyFile(cfg *Config, path string, interval time.Duration) (*Tic
 	return f, nil
 }
 
-// read stats then reads the file: a change after the stat is seen at the
-// next poll.
+// read reads the file and returns its set and the stamp of the file read
+// (taken before reading it: a change after that is seen at the next poll).
 func (f *TicketKeyFollower) read() (*TicketKeySet, fileStamp, error) {
-	fi, err := os.Lstat(f.path)
+	data, fi, err := readSecretFile(f.path)
 	if err != nil {
-		return nil, fileStamp{}, fmt.Errorf("libtls: ticket key file: %w", err)
+		return nil, fileStamp{}, err
 	}
-	set, err := ReadTicketKeyFile(f.path)
+	defer clear(data)
+	set, err := parseTicketKeyFile(f.path, data)
 	return set, stampOf(fi), err
+}
+
+// stamp returns the stamp of the file path names now: for a symlink into
+// a secret volume, of the file it resolves to, which changes when the
+// volume's ..data link is swapped even though path's own link does not.
+func (f *TicketKeyFollower) stamp() (fileStamp, bool) {
+	file, _, err := resolveSecretFile(f.path)
+	if err != nil {
+		return fileStamp{}, false
+	}
+	fi, err := os.Lstat(file)
+	if err != nil {
+		return fileStamp{}, false
+	}
+	return stampOf(fi), true
 }
 
 func (f *TicketKeyFollower) run() {
@@ -784,7 +1013,7 @@ func (f *TicketKeyFollower) poll() {
 	f.mu.Lock()
 	last, lastErr := f.last, f.err
 	f.mu.Unlock()
-	if fi, err := os.Lstat(f.path); err == nil && lastErr == nil && stampOf(fi) == last {
+	if st, ok := f.stamp(); ok && lastErr == nil && st == last {
 		return
 	}
 	set, stamp, err := f.read()

@@ -395,15 +395,33 @@ func TestReadTicketKeyFileErrors(t *testing.T) {
 			require.NoError(t, err)
 		})
 	}
-	t.Run("symlink", func(t *testing.T) {
-		dir := t.TempDir()
-		target := filepath.Join(dir, "real")
+	t.Run("symlink out of its directory", func(t *testing.T) {
+		target := filepath.Join(t.TempDir(), "real")
 		require.NoError(t, os.WriteFile(target, []byte(valid), 0o600))
+		dir := t.TempDir()
 		link := filepath.Join(dir, "keys")
 		require.NoError(t, os.Symlink(target, link))
 		_, err := ReadTicketKeyFile(link)
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "is a symlink; refusing to follow it")
+		assert.Contains(t, err.Error(), "is a symlink to "+target+", outside its directory")
+		assert.Contains(t, err.Error(), "refusing to follow it")
+		// Relative, through "..": the same.
+		sub := filepath.Join(dir, "sub")
+		require.NoError(t, os.Mkdir(sub, 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "up"), []byte(valid), 0o600))
+		require.NoError(t, os.Symlink("../up", filepath.Join(sub, "keys")))
+		_, err = ReadTicketKeyFile(filepath.Join(sub, "keys"))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "outside its directory")
+	})
+	t.Run("symlink inside its directory", func(t *testing.T) {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "real"), []byte(valid), 0o600))
+		link := filepath.Join(dir, "keys")
+		require.NoError(t, os.Symlink("real", link))
+		set, err := ReadTicketKeyFile(link)
+		require.NoError(t, err)
+		assert.Equal(t, []uint32{1, 2}, tkRevs(set))
 	})
 	t.Run("dangling symlink", func(t *testing.T) {
 		link := filepath.Join(t.TempDir(), "keys")
@@ -495,32 +513,34 @@ func TestWriteTicketKeyFileAtomic(t *testing.T) {
 }
 
 func TestTicketKeySetRotate(t *testing.T) {
-	const life = 8 * time.Second
+	const life = 16 * time.Second
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 	set := &TicketKeySet{SessionID: []byte("id")}
+	assert.True(t, set.NextRotation(life).IsZero(), "no key: due now")
 	require.True(t, set.Rotate(t0, life), "an empty set gets a key")
 	require.Equal(t, []uint32{1}, tkRevs(set))
 	assert.True(t, set.Keys[0].Created.Equal(t0))
+	assert.True(t, set.NextRotation(life).Equal(t0.Add(12*time.Second)))
 
-	// Not before the newest key is older than 3/4 of the lifetime (6s).
-	for _, d := range []time.Duration{0, time.Second, 5 * time.Second, 6 * time.Second} {
+	// Not before the newest key is older than 3/4 of the lifetime (12s).
+	for _, d := range []time.Duration{0, time.Second, 11 * time.Second, 12 * time.Second} {
 		assert.False(t, set.Rotate(t0.Add(d), life), "at +%v", d)
 	}
 	assert.False(t, set.Rotate(t0.Add(-time.Hour), life), "a clock going backwards")
 	require.Equal(t, []uint32{1}, tkRevs(set))
-	t1 := t0.Add(6*time.Second + time.Nanosecond)
+	t1 := t0.Add(12*time.Second + time.Nanosecond)
 	require.True(t, set.Rotate(t1, life))
 	require.Equal(t, []uint32{1, 2}, tkRevs(set))
 	assert.True(t, set.Keys[1].Created.Equal(t1))
-	assert.False(t, set.Rotate(t1.Add(6*time.Second), life), "scheduled from the newest key")
+	assert.False(t, set.Rotate(t1.Add(12*time.Second), life), "scheduled from the newest key")
 	require.NoError(t, set.validate())
 
 	// Keeps the newest four, zeroing the dropped ones.
 	dropped := set.Keys[0].Key
 	now := t1
 	for i := 0; i < 3; i++ {
-		now = now.Add(7 * time.Second)
+		now = now.Add(13 * time.Second)
 		require.True(t, set.Rotate(now, life))
 	}
 	require.Equal(t, []uint32{2, 3, 4, 5}, tkRevs(set))
@@ -576,7 +596,7 @@ func TestRotateTicketKeyFile(t *testing.T) {
 	assert.False(t, changed, "nothing due")
 	tkEqualSets(t, set, again)
 
-	// Backdate the newest key past 3/4 of the lifetime: the next call adds
+	// Backdate the newest key past its rotation (5s at 8s): the next call adds
 	// rev 2 and keeps the session ID.
 	onDisk.Keys[0].Created = time.Now().Add(-7 * time.Second)
 	require.NoError(t, WriteTicketKeyFile(path, onDisk))
@@ -683,7 +703,7 @@ func TestTicketKeyRotatorRun(t *testing.T) {
 		tkEventually(t, "the key file", func() bool { _, err := os.Stat(path); return err == nil })
 		first, err := ReadTicketKeyFile(path)
 		require.NoError(t, err)
-		// A rotation every 3s (3/4 of 4s): wait for rev 2.
+		// A rotation every second at 4s (NextRotation): wait for rev 2.
 		tkEventually(t, "rev 2", func() bool {
 			s, err := ReadTicketKeyFile(path)
 			return err == nil && s.Keys[len(s.Keys)-1].Rev == 2
@@ -1117,4 +1137,299 @@ func TestApplyTicketKeySetSkipsRetiredKeys(t *testing.T) {
 	set.Keys[2].Created = time.Now().Add(-90 * time.Minute)
 	require.NoError(t, cfg.ApplyTicketKeySet(set))
 	assert.Equal(t, []uint32{3}, cfg.TicketKeyRevisions())
+}
+
+// --- The set as text, and its rotation step ----------------------------------------
+
+// TestTicketKeySetText: MarshalText is the key file's bytes, UnmarshalText
+// reads them back and validates like ReadTicketKeyFile.
+func TestTicketKeySetText(t *testing.T) {
+	set := tkSet(t, 3, 4)
+	text, err := set.MarshalText()
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "keys")
+	require.NoError(t, WriteTicketKeyFile(path, set))
+	file, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, string(file), string(text), "the key file's bytes")
+
+	var got TicketKeySet
+	require.NoError(t, got.UnmarshalText(text))
+	tkEqualSets(t, set, &got)
+	clear(text)
+	tkEqualSets(t, set, &got) // nothing retained from text
+
+	// A failure leaves the set as it was; a success zeroes its old keys.
+	old := got.Keys[0].Key
+	err = got.UnmarshalText([]byte("garbage\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `libtls: ticket key set: line 1: not a golibtls ticket key file (first line "garbage"`)
+	tkEqualSets(t, set, &got)
+	err = got.UnmarshalText(nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "libtls: ticket key set: is empty")
+	other := tkSet(t, 9)
+	text, err = other.MarshalText()
+	require.NoError(t, err)
+	require.NoError(t, got.UnmarshalText(text))
+	tkEqualSets(t, other, &got)
+	assert.Equal(t, make([]byte, TicketKeySize), old, "replaced keys zeroed")
+
+	_, err = (&TicketKeySet{SessionID: []byte("id")}).MarshalText()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "invalid set: no ticket keys")
+	_, err = (*TicketKeySet)(nil).MarshalText()
+	require.Error(t, err)
+}
+
+func TestRotateTicketKeySet(t *testing.T) {
+	const life = time.Hour
+	now := time.Now()
+	set, changed, err := RotateTicketKeySet(nil, now, life)
+	require.NoError(t, err)
+	assert.True(t, changed, "a new set")
+	require.NoError(t, set.validate())
+	assert.Equal(t, []uint32{1}, tkRevs(set))
+
+	same, changed, err := RotateTicketKeySet(set, now.Add(time.Minute), life)
+	require.NoError(t, err)
+	assert.False(t, changed, "nothing due")
+	assert.Same(t, set, same)
+	id := bytes.Clone(set.SessionID)
+	rotated, changed, err := RotateTicketKeySet(set, set.NextRotation(life).Add(time.Nanosecond), life)
+	require.NoError(t, err)
+	assert.True(t, changed)
+	assert.Same(t, set, rotated, "rotated in place")
+	assert.Equal(t, []uint32{1, 2}, tkRevs(set))
+	assert.Equal(t, id, set.SessionID, "the session ID never changes")
+
+	for _, l := range []time.Duration{0, 3 * time.Second, 25 * time.Hour} {
+		_, _, err := RotateTicketKeySet(set, now, l)
+		require.Error(t, err, "lifetime %v", l)
+		assert.Contains(t, err.Error(), "is outside 4s to 24h0m0s")
+	}
+	_, _, err = RotateTicketKeySet(&TicketKeySet{SessionID: []byte("id")}, now, life)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "invalid set: no ticket keys")
+	last := tkSet(t, LocalTicketKeyRevBase-1)
+	_, _, err = RotateTicketKeySet(last, now.Add(time.Hour), life)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ticket key revisions exhausted")
+}
+
+// TestNextRotationSchedule: 3/4 of the lifetime, libtls's schedule, except
+// where a server's Config would add a key of its own first (lifetimes
+// under 12s): there the next key comes followSlack before that.
+func TestNextRotationSchedule(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	set := &TicketKeySet{SessionID: []byte("id"), Keys: []TicketKeyEntry{{Rev: 1, Created: t0, Key: make([]byte, TicketKeySize)}}}
+	for _, tc := range []struct{ life, age time.Duration }{
+		{4 * time.Second, time.Second},
+		{5 * time.Second, 2 * time.Second},
+		{8 * time.Second, 5 * time.Second},
+		{11 * time.Second, 8 * time.Second},
+		{12 * time.Second, 9 * time.Second},
+		{16 * time.Second, 12 * time.Second},
+		{2 * time.Hour, 90 * time.Minute},
+		{24 * time.Hour, 18 * time.Hour},
+	} {
+		assert.Equal(t, t0.Add(tc.age), set.NextRotation(tc.life), "lifetime %v", tc.life)
+	}
+	for life := MinSessionLifetime; life <= MaxSessionLifetime; life += life/8 + time.Second {
+		age := set.NextRotation(life).Sub(t0)
+		ownKey := life - max(time.Second, life/16) - time.Second
+		assert.LessOrEqual(t, age+followSlack, ownKey, "lifetime %v: the next key reaches the servers before their own", life)
+		assert.LessOrEqual(t, age, life*3/4, "lifetime %v: never later than libtls's schedule", life)
+		assert.GreaterOrEqual(t, age, life/4, "lifetime %v: four keys cover a lifetime", life)
+	}
+	assert.Equal(t, 9999, set.NextRotation(0).Year(), "no lifetime: never")
+}
+
+// TestFleetKeyBeforeOwnKey: at the minimum lifetime a server given a
+// fleet key holds no key of its own until the fleet's next key is due and
+// has had followSlack to arrive (the schedule NextRotation keeps), on the
+// Config's real key handling, with handshakes running.
+func TestFleetKeyBeforeOwnKey(t *testing.T) {
+	life := MinSessionLifetime
+	cfg := tkServerConfig(t, life)
+	set := tkSet(t, 1)
+	set.Keys[0].Created = time.Now()
+	require.NoError(t, cfg.ApplyTicketKeySet(set))
+	srv := tkServe(t, cfg)
+	client := tkClientConfig(t)
+
+	deadline := set.NextRotation(life).Add(followSlack)
+	n := 0
+	for ; time.Now().Before(deadline) && n < 1000; n++ {
+		_, err := tkDial(srv.addr, client)
+		require.NoError(t, err)
+		assert.Equal(t, []uint32{1}, cfg.TicketKeyRevisions(), "handshake %d, %v after the key: only the fleet's key", n, time.Since(set.Keys[0].Created).Round(time.Millisecond))
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Greater(t, n, 10)
+	require.True(t, set.Rotate(time.Now(), life), "due")
+	require.NoError(t, cfg.ApplyTicketKeySet(set))
+	assert.Equal(t, []uint32{2, 1}, cfg.TicketKeyRevisions())
+	assert.Empty(t, srv.errors())
+}
+
+// --- Secret volumes -------------------------------------------------------------
+
+// tkVolume is a directory laid out and updated the way the kubelet's
+// AtomicWriter does for a secret volume:
+//
+//	keys -> ..data/keys
+//	..data -> ..2026_01_02_15_04_05.000000001
+//	..2026_01_02_15_04_05.000000001/keys
+type tkVolume struct {
+	t    testing.TB
+	dir  string
+	n    int
+	data string // the current timestamped directory
+}
+
+func newTKVolume(t testing.TB) *tkVolume {
+	v := &tkVolume{t: t, dir: t.TempDir()}
+	require.NoError(t, os.Symlink(filepath.Join("..data", "keys"), filepath.Join(v.dir, "keys")))
+	return v
+}
+
+func (v *tkVolume) path() string { return filepath.Join(v.dir, "keys") }
+
+// update publishes data as the file with mode, then deletes the old
+// timestamped directory, as the kubelet does.
+func (v *tkVolume) update(data []byte, mode os.FileMode) {
+	t := v.t
+	v.n++
+	name := fmt.Sprintf("..2026_01_02_15_04_05.%09d", v.n)
+	ts := filepath.Join(v.dir, name)
+	require.NoError(t, os.Mkdir(ts, 0o755))
+	f := filepath.Join(ts, "keys")
+	require.NoError(t, os.WriteFile(f, data, 0o600))
+	require.NoError(t, os.Chmod(f, mode))
+	tmp := filepath.Join(v.dir, "..data_tmp")
+	require.NoError(t, os.Symlink(name, tmp))
+	require.NoError(t, os.Rename(tmp, filepath.Join(v.dir, "..data")))
+	if v.data != "" {
+		require.NoError(t, os.RemoveAll(v.data))
+	}
+	v.data = ts
+}
+
+func (v *tkVolume) updateSet(set *TicketKeySet, mode os.FileMode) {
+	text, err := set.MarshalText()
+	require.NoError(v.t, err)
+	defer clear(text)
+	v.update(text, mode)
+}
+
+func TestReadTicketKeyFileSecretVolume(t *testing.T) {
+	set := tkSet(t, 1, 2)
+	for _, mode := range []os.FileMode{0o400, 0o440, 0o600, 0o640} {
+		t.Run(fmt.Sprintf("mode %#o is fine", mode), func(t *testing.T) {
+			v := newTKVolume(t)
+			v.updateSet(set, mode)
+			got, err := ReadTicketKeyFile(v.path())
+			require.NoError(t, err)
+			tkEqualSets(t, set, got)
+		})
+	}
+	for _, mode := range []os.FileMode{0o444, 0o404, 0o460, 0o450, 0o644, 0o660} {
+		t.Run(fmt.Sprintf("mode %#o", mode), func(t *testing.T) {
+			v := newTKVolume(t)
+			v.updateSet(set, mode)
+			_, err := ReadTicketKeyFile(v.path())
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), fmt.Sprintf("with mode %#o; it holds secret keys: others must have no access and the group at most read", mode))
+		})
+	}
+	t.Run("..data out of the volume", func(t *testing.T) {
+		v := newTKVolume(t)
+		elsewhere := t.TempDir()
+		require.NoError(t, WriteTicketKeyFile(filepath.Join(elsewhere, "keys"), set))
+		require.NoError(t, os.Symlink(elsewhere, filepath.Join(v.dir, "..data")))
+		_, err := ReadTicketKeyFile(v.path())
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "outside its directory")
+	})
+	t.Run("dangling ..data", func(t *testing.T) {
+		v := newTKVolume(t)
+		v.updateSet(set, 0o400)
+		require.NoError(t, os.RemoveAll(v.data))
+		_, err := ReadTicketKeyFile(v.path())
+		require.Error(t, err)
+		assert.ErrorIs(t, err, os.ErrNotExist)
+		assert.Contains(t, err.Error(), "is a symlink that does not resolve")
+	})
+	t.Run("a directory", func(t *testing.T) {
+		v := newTKVolume(t)
+		require.NoError(t, os.MkdirAll(filepath.Join(v.dir, "..x", "keys"), 0o700))
+		require.NoError(t, os.Symlink("..x", filepath.Join(v.dir, "..data")))
+		_, err := ReadTicketKeyFile(v.path())
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "is not a regular file")
+	})
+	t.Run("the rotator does not replace the link", func(t *testing.T) {
+		v := newTKVolume(t)
+		v.updateSet(set, 0o400)
+		_, _, err := RotateTicketKeyFile(v.path(), time.Hour)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "is a symlink; the rotator writes only regular files")
+		fi, err := os.Lstat(v.path())
+		require.NoError(t, err)
+		assert.NotZero(t, fi.Mode()&os.ModeSymlink)
+	})
+	if os.Geteuid() == 0 {
+		// As the kubelet leaves it with an fsGroup: root:<fsGroup> 0440.
+		t.Run("root and fsGroup", func(t *testing.T) {
+			v := newTKVolume(t)
+			v.updateSet(set, 0o440)
+			require.NoError(t, os.Chown(filepath.Join(v.data, "keys"), 0, 12345))
+			_, err := ReadTicketKeyFile(v.path())
+			require.NoError(t, err)
+			require.NoError(t, os.Chown(filepath.Join(v.data, "keys"), 12345, 12345))
+			_, err = ReadTicketKeyFile(v.path())
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "owned by uid 12345, neither uid 0 nor root")
+		})
+	}
+}
+
+// TestFollowTicketKeyFileSecretVolume: the follower sees every swap of
+// ..data (its own link, keys -> ..data/keys, never changes) and survives
+// the deletion of the old target.
+func TestFollowTicketKeyFileSecretVolume(t *testing.T) {
+	v := newTKVolume(t)
+	set := tkSet(t, 1)
+	v.updateSet(set, 0o440)
+	cfg := tkServerConfig(t, time.Hour)
+	f, err := FollowTicketKeyFile(cfg, v.path(), 5*time.Millisecond)
+	require.NoError(t, err)
+	defer f.Close()
+	assert.Equal(t, []uint32{1}, cfg.TicketKeyRevisions())
+	assert.Equal(t, set.SessionID, tkSessionID(cfg))
+
+	for i := 1; i <= 3; i++ {
+		old := v.data
+		require.True(t, set.Rotate(time.Now().Add(time.Duration(i)*time.Hour), time.Hour))
+		v.updateSet(set, 0o440)
+		_, err := os.Stat(old)
+		require.ErrorIs(t, err, os.ErrNotExist, "the old target is gone")
+		want := tkRevs(set)
+		slices.Reverse(want)
+		tkEventually(t, fmt.Sprintf("swap %d", i), func() bool { return slices.Equal(cfg.TicketKeyRevisions(), want) })
+		assert.NoError(t, f.Err())
+	}
+
+	// A swap to a world-readable file is refused and the keys stay; the
+	// next good swap is applied.
+	before := cfg.TicketKeyRevisions()
+	require.True(t, set.Rotate(time.Now().Add(10*time.Hour), time.Hour))
+	v.updateSet(set, 0o444)
+	tkEventually(t, "the mode error", func() bool { return f.Err() != nil })
+	assert.Contains(t, f.Err().Error(), "with mode 0444")
+	assert.Equal(t, before, cfg.TicketKeyRevisions())
+	v.updateSet(set, 0o400)
+	tkEventually(t, "rev 5", func() bool { return cfg.TicketKeyRevisions()[0] == 5 })
+	tkEventually(t, "no error", func() bool { return f.Err() == nil })
 }

@@ -14,13 +14,15 @@ import (
 	"time"
 )
 
-// serveProcess is a "tlsresume serve" child process.
+// serveProcess is a "tlsresume serve" (or other long-running tlsresume)
+// child process.
 type serveProcess struct {
-	cmd   *exec.Cmd
-	stdin io.Closer
-	pid   int
-	addr  string
-	out   *lockedBuffer // its stderr
+	cmd    *exec.Cmd
+	stdin  io.Closer
+	pid    int
+	addr   string        // what followed the ready prefix on its first line
+	out    *lockedBuffer // its stderr
+	stdout *lockedBuffer // its stdout after the first line
 }
 
 // startServe starts this program again as "tlsresume serve" (the running
@@ -35,13 +37,16 @@ func startServe(ctx context.Context, addr, certFile, keyFile, keysFile string) (
 	if keysFile != "" {
 		args = append(args, "-keys", keysFile)
 	}
-	return startChild(ctx, exe, args)
+	return startChild(ctx, exe, args, "listening on ")
 }
 
-func startChild(ctx context.Context, exe string, args []string) (*serveProcess, error) {
+// startChild starts exe args as a child that exits when its standard input
+// closes, and waits until the first line of its standard output starts
+// with ready.
+func startChild(ctx context.Context, exe string, args []string, ready string) (*serveProcess, error) {
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
-	p := &serveProcess{cmd: cmd, out: &lockedBuffer{}}
+	p := &serveProcess{cmd: cmd, out: &lockedBuffer{}, stdout: &lockedBuffer{}}
 	cmd.Stderr = p.out
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -61,13 +66,13 @@ func startChild(ctx context.Context, exe string, args []string) (*serveProcess, 
 		r := bufio.NewReader(stdout)
 		s, _ := r.ReadString('\n')
 		line <- s
-		_, _ = io.Copy(io.Discard, r) // keep the pipe drained
+		_, _ = io.Copy(p.stdout, r) // keep the pipe drained
 	}()
 	timer := time.NewTimer(30 * time.Second)
 	defer timer.Stop()
 	select {
 	case s := <-line:
-		if a, ok := strings.CutPrefix(strings.TrimSpace(s), "listening on "); ok {
+		if a, ok := strings.CutPrefix(strings.TrimSpace(s), ready); ok {
 			p.addr = a
 			return p, nil
 		}
@@ -75,10 +80,10 @@ func startChild(ctx context.Context, exe string, args []string) (*serveProcess, 
 		if msg := strings.TrimSpace(p.out.String()); msg != "" {
 			return nil, errors.New(lastLine(msg))
 		}
-		return nil, fmt.Errorf("exited before listening (%v)", cmd.ProcessState)
+		return nil, fmt.Errorf("exited before it was ready (%v)", cmd.ProcessState)
 	case <-timer.C:
 		p.stop()
-		return nil, errors.New("not listening after 30s")
+		return nil, errors.New("not ready after 30s")
 	case <-ctx.Done():
 		p.stop()
 		return nil, ctx.Err()

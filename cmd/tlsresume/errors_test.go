@@ -47,6 +47,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"keys", "shred"}, `unknown keys command "shred"`},
 		{[]string{"keys", "init"}, "-file is required"},
 		{[]string{"keys", "rotate", "-file", "f", "-lifetime", "2s"}, "-lifetime 2s"},
+		{[]string{"keys", "init", "-etcd", "127.0.0.1:1", "-key", "/k"}, "-etcd works with rotate only"},
+		{[]string{"keys", "rotate", "-etcd", "127.0.0.1:1"}, "-key is required with -etcd"},
+		{[]string{"keys", "rotate", "-file", "f", "-etcd", "127.0.0.1:1", "-key", "/k"}, "-file and -etcd exclude each other"},
+		{[]string{"keys", "rotate", "-file", "f", "-key", "/k"}, "-key and -name go with -etcd"},
+		{[]string{"keys", "rotate", "-etcd", "localhost", "-key", "/k"}, `-etcd: etcd endpoint "localhost" is not HOST:PORT`},
+		{[]string{"keys", "rotate", "-etcd", "127.0.0.1:1", "-key", "/k", "-lifetime", "3s"}, "-lifetime 3s"},
+		{[]string{"serve", "-addr", ":0", "-cert", "c", "-key", "k", "-keys", "etcd://127.0.0.1:2379"}, "-keys: \"etcd://127.0.0.1:2379\" names no key"},
+		{[]string{"serve", "-addr", ":0", "-cert", "c", "-key", "k", "-keys", "etcd:///k"}, "no etcd endpoint"},
 	} {
 		code, _, stderr := runCmd(t, tc.args...)
 		if code != exitUsage {
@@ -140,7 +148,7 @@ func TestKeysRotate(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q", code, stdout)
 	}
 	code, stdout, _ = runCmd(t, "keys", "rotate", "-file", file, "-lifetime", "1h")
-	if code != 0 || !strings.Contains(stdout, "unchanged") {
+	if code != 0 || !strings.Contains(stdout, "unchanged") || !strings.Contains(stdout, "(45m0s after rev 1, for lifetime 1h0m0s)") {
 		t.Errorf("exit %d, stdout %q", code, stdout)
 	}
 	fi, err := os.Stat(file)

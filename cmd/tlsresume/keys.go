@@ -6,23 +6,36 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	libtls "github.com/golibtls/libtls"
+	"github.com/golibtls/libtls/etcdkeys"
 )
 
 const keysUsage = `Usage: tlsresume keys init|rotate -file FILE [-lifetime 2h]
+       tlsresume keys rotate -etcd HOST:PORT -key KEY [-lifetime 2h] [-name NAME]
 
-Manages a ticket key file (mode 0600) shared by "tlsresume serve -keys FILE"
-processes: it holds the fleet's session ID and up to 4 ticket keys.
+Manages the ticket keys a fleet of "tlsresume serve -keys ..." processes
+shares: the fleet's session ID and up to 4 ticket keys.
 
+A ticket key file (mode 0600), for the processes of one machine:
   init    creates FILE with a random session ID and one key (rev 1);
           fails if FILE exists
-  rotate  adds a new key when the newest is older than 3/4 of -lifetime
-          (the servers' session lifetime) and keeps the newest 4; creates
-          FILE when it does not exist. Run it from cron or a timer, more
-          often than every lifetime/4.
+  rotate  adds a new key when the newest is due (3/4 of -lifetime, the
+          servers' session lifetime; earlier for lifetimes under 12s) and
+          keeps the newest 4; creates FILE when it does not exist. Run it
+          from cron or a timer, more often than every lifetime/4.
+
+A key in etcd, for fleets across machines (serve -keys etcd://HOST:PORT/KEY):
+  rotate -etcd  runs a rotator until SIGINT or SIGTERM. Run two or three,
+          on different machines: they elect one leader through etcd, which
+          creates the set under KEY when there is none and adds keys on the
+          same schedule; when it stops, another takes over. It logs its
+          elections and rotations on stdout. Several endpoints:
+          -etcd HOST:PORT,HOST:PORT.
 `
 
 func runKeys(args []string, stdout, stderr io.Writer) int {
@@ -42,6 +55,9 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	cmd = newCommand("keys "+op, keysUsage, stdout, stderr)
 	file := cmd.fs.String("file", "", "the ticket key file")
 	lifetime := cmd.fs.Duration("lifetime", 2*time.Hour, "the servers' session lifetime (serve -lifetime), 4s to 24h")
+	etcd := cmd.fs.String("etcd", "", "rotate: the etcd endpoints, HOST:PORT[,HOST:PORT...], instead of -file")
+	key := cmd.fs.String("key", "", "with -etcd: the etcd key holding the set, e.g. /fleet/ticket-keys")
+	name := cmd.fs.String("name", "", "with -etcd: this rotator's name in the election (default host/pid)")
 	pos, code, ok := cmd.parse(args[1:])
 	if !ok {
 		return code
@@ -49,11 +65,26 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(pos) > 0:
 		return cmd.usageError("unexpected argument %q", pos[0])
-	case *file == "":
+	case *etcd != "" && op != "rotate":
+		return cmd.usageError("-etcd works with rotate only (the rotator creates the set)")
+	case *etcd != "" && *file != "":
+		return cmd.usageError("-file and -etcd exclude each other")
+	case *etcd != "" && *key == "":
+		return cmd.usageError("-key is required with -etcd")
+	case *etcd == "" && (*key != "" || *name != ""):
+		return cmd.usageError("-key and -name go with -etcd")
+	case *etcd == "" && *file == "":
 		return cmd.usageError("-file is required")
 	}
 	if err := checkLifetime(*lifetime); err != nil {
 		return cmd.usageError("-lifetime %v: %v", *lifetime, err)
+	}
+	if *etcd != "" {
+		endpoints, err := parseEndpoints(*etcd)
+		if err != nil {
+			return cmd.usageError("-etcd: %v", err)
+		}
+		return rotateEtcd(cmd, endpoints, *key, *name, *lifetime)
 	}
 
 	var (
@@ -72,6 +103,29 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	}
 	defer set.Zero()
 	printKeys(stdout, *file, set, changed, op, *lifetime)
+	return exitOK
+}
+
+// rotateEtcd runs an etcdkeys.Rotator on key until SIGINT or SIGTERM.
+func rotateEtcd(cmd *command, endpoints []string, key, name string, lifetime time.Duration) int {
+	cli, err := newEtcdClient(endpoints)
+	if err != nil {
+		return cmd.fail(err)
+	}
+	defer cli.Close()
+	r := &etcdkeys.Rotator{
+		Client:   cli,
+		Key:      key,
+		Lifetime: lifetime,
+		Name:     name,
+		Logger:   slog.New(slog.NewTextHandler(cmd.stdout, nil)),
+	}
+	fmt.Fprintf(cmd.stdout, "rotating %s in etcd %s (lifetime %v); stop with SIGINT or SIGTERM\n", key, strings.Join(endpoints, ","), lifetime)
+	ctx, stop := runContext()
+	defer stop()
+	if err := r.Run(ctx); err != nil && ctx.Err() == nil {
+		return cmd.fail(err)
+	}
 	return exitOK
 }
 
@@ -100,9 +154,9 @@ func printKeys(w io.Writer, path string, set *libtls.TicketKeySet, changed bool,
 	case changed:
 		fmt.Fprintf(w, "rotated %s: newest key is rev %d\n", path, newest.Rev)
 	default:
-		next := newest.Created.Add(lifetime * 3 / 4)
-		fmt.Fprintf(w, "%s unchanged: rotation not due before %s (3/4 of lifetime %v after rev %d)\n",
-			path, next.Local().Format(time.DateTime), lifetime, newest.Rev)
+		next := set.NextRotation(lifetime)
+		fmt.Fprintf(w, "%s unchanged: rotation not due before %s (%v after rev %d, for lifetime %v)\n",
+			path, next.Local().Format(time.DateTime), next.Sub(newest.Created), newest.Rev, lifetime)
 	}
 	fmt.Fprintf(w, "session ID %s… (%d bytes)\n", hex.EncodeToString(set.SessionID[:min(4, len(set.SessionID))]), len(set.SessionID))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -2,8 +2,9 @@
 //
 //	tlsresume [demo] [-json] [-n 4]
 //	tlsresume probe HOST:PORT [-servername N] [-n 3] [-tls1.2|-tls1.3] [-cafile F | -insecure] [-json]
-//	tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE]
+//	tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY]
 //	tlsresume keys init|rotate -file FILE [-lifetime 2h]
+//	tlsresume keys rotate -etcd HOST:PORT -key KEY [-lifetime 2h] [-name NAME]
 //
 // Without arguments it runs the demo: throwaway certificates, servers on
 // loopback and a client with a session file whose later handshakes resume.
@@ -21,9 +22,11 @@ const usageText = `tlsresume shows and checks TLS session resumption with libtls
 Usage:
   tlsresume [demo] [-json] [-n 4]       resumption on loopback, with throwaway certificates
   tlsresume probe HOST:PORT [options]   does this server resume libtls sessions?
-  tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE]
+  tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY]
                                         a libtls HTTPS server that resumes sessions
   tlsresume keys init|rotate -file FILE a ticket key file shared by serve processes
+  tlsresume keys rotate -etcd HOST:PORT -key KEY
+                                        a rotator of the keys in etcd, for fleets across machines
 
 Run "tlsresume COMMAND -h" for a command's options.
 `

@@ -10,13 +10,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	libtls "github.com/golibtls/libtls"
 )
 
-const serveUsage = `Usage: tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE]
+const serveUsage = `Usage: tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY]
 
 A libtls HTTPS server with session resumption (TLS 1.2 session tickets).
 Every response says which protocol, cipher and handshake (full or resumed)
@@ -24,9 +25,19 @@ the connection got. It prints "listening on ADDRESS" once it accepts
 connections, and stops on SIGINT or SIGTERM.
 
 Without -keys the server makes its own ticket keys and session ID, so only
-this process resumes its sessions. With -keys it follows a ticket key file
-(see "tlsresume keys") that carries the session ID and the keys: every serve
-process following the same file resumes the others' sessions.
+this process resumes its sessions. With -keys it follows the fleet's
+session ID and ticket keys: every serve process following the same source
+resumes the others' sessions. The source is either
+  FILE                      a ticket key file (see "tlsresume keys"), for
+                            the processes of one machine (a symlink into a
+                            Kubernetes secret volume is fine), or
+  etcd://HOST:PORT/KEY      the set stored in etcd under KEY (the URL's
+                            path, e.g. etcd://10.0.0.5:2379/fleet/keys for
+                            the key /fleet/keys; several endpoints as
+                            HOST:PORT,HOST:PORT), rotated by "tlsresume
+                            keys rotate -etcd", for fleets across machines.
+Every server and rotator of a fleet must use the same -lifetime. The
+server logs on stderr its key revisions as they change.
 `
 
 // childEnv marks a serve process started by the demo (or the tests): it
@@ -47,7 +58,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.cert, "cert", "", "PEM file of the server certificate (and chain)")
 	fs.StringVar(&o.key, "key", "", "PEM file of the certificate's private key")
 	fs.DurationVar(&o.lifetime, "lifetime", 2*time.Hour, "session lifetime, whole seconds from 4s to 24h")
-	fs.StringVar(&o.keys, "keys", "", "ticket key file to follow (shared by a fleet; see tlsresume keys)")
+	fs.StringVar(&o.keys, "keys", "", "ticket keys to follow (shared by a fleet): a key file, or etcd://HOST:PORT/KEY")
 	pos, code, ok := cmd.parse(args)
 	if !ok {
 		return code
@@ -63,21 +74,34 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err := checkLifetime(o.lifetime); err != nil {
 		return cmd.usageError("-lifetime %v: %v", o.lifetime, err)
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if os.Getenv(childEnv) != "" {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		go func() {
-			_, _ = io.Copy(io.Discard, os.Stdin)
-			cancel()
-		}()
+	if strings.HasPrefix(o.keys, etcdScheme) {
+		if _, _, err := parseEtcdURL(o.keys); err != nil {
+			return cmd.usageError("-keys: %v", err)
+		}
 	}
+
+	ctx, stop := runContext()
+	defer stop()
 	if err := serve(ctx, o, stdout, stderr); err != nil {
 		return cmd.fail(err)
 	}
 	return exitOK
+}
+
+// runContext is the context of a long-running command: done on SIGINT or
+// SIGTERM, and, in a child of the demo or the tests, when standard input
+// closes (the parent is gone).
+func runContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if os.Getenv(childEnv) == "" {
+		return ctx, stop
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	return ctx, func() { cancel(); stop() }
 }
 
 func checkLifetime(d time.Duration) error {
@@ -109,7 +133,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 		return err
 	}
 	if o.keys != "" {
-		follower, err := followKeys(ctx, cfg, o.keys, stderr)
+		follower, err := followKeys(cfg, o.keys, o.lifetime, stderr)
 		if err != nil {
 			return err
 		}

@@ -43,8 +43,9 @@ const (
 	fleetSize = 3
 	// fleetLifetime is the servers' session lifetime. Long enough that
 	// neither sessions nor the servers' keys expire during the test (the
-	// binding would add a key of its own after 7/8 of it); the rotation is
-	// forced by backdating the first key instead.
+	// binding would add a key of its own within max(1s, lifetime/16) of a
+	// key's expiry, see Config.AddTicketKey); the rotation is forced by
+	// backdating the first key instead.
 	fleetLifetime = 30 * time.Second
 	fleetPoll     = 20 * time.Millisecond
 	ioTimeout     = 30 * time.Second
