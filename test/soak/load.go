@@ -415,6 +415,8 @@ type captureConn struct {
 func (c *captureConn) Write(p []byte) (int, error)      { return c.buf.Write(p) }
 func (c *captureConn) Read([]byte) (int, error)         { return 0, io.EOF }
 func (c *captureConn) Close() error                     { return nil }
+func (c *captureConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *captureConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 func (c *captureConn) SetDeadline(time.Time) error      { return nil }
 func (c *captureConn) SetWriteDeadline(time.Time) error { return nil }
 func (c *captureConn) SetReadDeadline(time.Time) error  { return nil }

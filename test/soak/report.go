@@ -73,6 +73,7 @@ type judgeInput struct {
 	maxLag         int64
 	emergencyKey   uint32
 	followErrs     map[string]bool
+	serverMsgs     []string
 }
 
 // judge prints the summary and returns the verdict's checks.
@@ -200,10 +201,11 @@ func judge(in judgeInput, out io.Writer) []check {
 	add("ran the whole duration", !in.interrupted && !in.serverGone && in.loadTime >= o.duration-time.Second,
 		"%v of %v%s", in.loadTime.Round(time.Second), o.duration, map[bool]string{true: " (interrupted or the server died)"}[in.interrupted || in.serverGone])
 	stderr := in.srv.stderr.String()
-	srvOK := in.finalErr == nil && in.srv.waitErr == nil && !strings.Contains(stderr, "DATA RACE") && !strings.Contains(stderr, "panic")
+	srvOK := in.finalErr == nil && in.srv.waitErr == nil && len(in.serverMsgs) == 0 &&
+		!strings.Contains(stderr, "DATA RACE") && !strings.Contains(stderr, "panic")
 	detail := "exit 0, drained, final report, nothing on stderr"
 	if !srvOK {
-		detail = fmt.Sprintf("final report: %v; exit: %v; stderr:\n%s", in.finalErr, in.srv.waitErr, stderr)
+		detail = fmt.Sprintf("final report: %v; exit: %v; reports: %q; stderr:\n%s", in.finalErr, in.srv.waitErr, in.serverMsgs, stderr)
 	} else if stderr != "" {
 		detail = "exit 0; stderr: " + strings.TrimSpace(stderr)
 	}

@@ -257,6 +257,7 @@ func soak(ctx context.Context, o options, out io.Writer) (*result, error) {
 		maxLag                  int64
 		emergencyKey            uint32
 		followErrs              = map[string]bool{}
+		serverMsgs              []string // fatal or garbled lines during the load
 	)
 	prev := row{srv: srvBase}
 	deadline := time.NewTimer(o.duration)
@@ -271,7 +272,7 @@ loop:
 			}
 			if r.Type != "sample" {
 				if r.Type == "fatal" || r.Type == "garbled" {
-					followErrs["server "+r.Type+": "+r.Msg] = true
+					serverMsgs = append(serverMsgs, r.Type+": "+r.Msg)
 				}
 				continue
 			}
@@ -326,7 +327,7 @@ loop:
 		workersStopped: workersStopped, srv: srv, final: final, finalErr: finalErr,
 		srvBase: srvBase, cliBase: cliBase, cliDrained: cliDrained,
 		rows: res.rows, tally: res.tally, rotations: l.rotations.Load(), rotErrs: l.rotErrs,
-		maxLag: maxLag, emergencyKey: emergencyKey, followErrs: followErrs,
+		maxLag: maxLag, emergencyKey: emergencyKey, followErrs: followErrs, serverMsgs: serverMsgs,
 	}, out)
 	return res, nil
 }
