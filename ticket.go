@@ -137,8 +137,12 @@ func (cfg *Config) ticketKeyDue() int64 {
 	}
 	// A fleet's rotator replaces keys at 3/4 of the lifetime; this leaves
 	// its followers until the last sixteenth (at least a second) before
-	// libtls's expiry.
-	return newest.added + life - max(1, life/16)
+	// libtls's expiry. libtls counts whole seconds and a key stays valid
+	// through the second added+life (it expires once now-life > added), so
+	// expiry is at the start of added+life+1: measured from there. added
+	// may read a second early (the clock was read before the add), which
+	// only moves this earlier.
+	return newest.added + life + 1 - max(1, life/16)
 }
 
 // ensureTicketKeys runs before every server handshake. When sessions are

@@ -37,7 +37,7 @@ const maxTicketKeyFileSize = 64 << 10
 //
 //   - one rotator process (RotateTicketKeyFile, TicketKeyRotator) creates
 //     the file and adds a new key on libtls's schedule, every 3/4 of the
-//     session lifetime (earlier for lifetimes under 12s, see NextRotation),
+//     session lifetime (earlier for lifetimes under 8s, see NextRotation),
 //     keeping the newest 4;
 //   - every server process follows the file (FollowTicketKeyFile), which
 //     applies its session ID and new keys to the server's Config
@@ -211,14 +211,15 @@ const followSlack = time.Second
 //
 // A Config given keys by hand adds a random key of its own when the newest
 // is within max(1s, lifetime/16) of expiring (see Config.AddTicketKey),
-// counted on libtls's clock of whole seconds, so up to a second early.
-// Tickets under such a key resume on that server only. For lifetimes
-// under 12s that point comes before 3/4 of the lifetime (at 4s, as soon as
-// 2s after a key was added), so the fleet's next key is made followSlack
-// before it instead; at least a quarter of the lifetime apart.
+// counted on libtls's clock of whole seconds, so as early as
+// lifetime - max(1s, lifetime/16) after the add. Tickets under such a key
+// resume on that server only. For lifetimes under 8s that point comes
+// before 3/4 of the lifetime (at 4s, 3s after a key was added), so the
+// fleet's next key is made followSlack before it instead; at least a
+// quarter of the lifetime apart.
 func rotationAge(lifetime time.Duration) time.Duration {
 	age := lifetime * 3 / 4
-	ownKey := lifetime - max(time.Second, lifetime/16) - time.Second
+	ownKey := lifetime - max(time.Second, lifetime/16)
 	if a := ownKey - followSlack; a < age {
 		age = max(a, lifetime/4)
 	}
@@ -228,9 +229,9 @@ func rotationAge(lifetime time.Duration) time.Duration {
 // NextRotation returns when Rotate will add the next key to the set for
 // servers whose session lifetime is lifetime: once the newest key is older
 // than 3/4 of lifetime (libtls's own rekeying schedule), or, for lifetimes
-// under 12s, early enough that the new key reaches the servers (within a
+// under 8s, early enough that the new key reaches the servers (within a
 // second) before their Configs would add keys of their own (see
-// Config.AddTicketKey): at 4s, a key every second. It returns the zero
+// Config.AddTicketKey): at 4s, a key every 2s. It returns the zero
 // Time for a set without keys (a key is due now), and the far future for a
 // lifetime <= 0 (no rotation).
 func (s *TicketKeySet) NextRotation(lifetime time.Duration) time.Time {
@@ -254,7 +255,7 @@ func (s *TicketKeySet) rotationDue(now time.Time, lifetime time.Duration) bool {
 
 // Rotate adds a new random key (crypto/rand), revision max+1, created now,
 // when the set has no key or now is after NextRotation (3/4 of lifetime
-// after the newest key, earlier for lifetimes under 12s), then keeps the
+// after the newest key, earlier for lifetimes under 8s), then keeps the
 // newest 4 keys, zeroing the dropped ones. It reports whether the set
 // changed. lifetime is the servers' session lifetime; a lifetime <= 0 only
 // adds a first key.

@@ -23,7 +23,7 @@ const (
 	fleetServers = 3
 	fleetClients = 2
 	// fleetRun is how long the clients run at least: at the minimum
-	// lifetime a key is due every second or so, so this spans about ten
+	// lifetime a key is due every two seconds, so this spans about six
 	// rotations. They run on (up to fleetRunMax) until the second Rotator
 	// has rotated three times.
 	fleetRun    = 12 * time.Second

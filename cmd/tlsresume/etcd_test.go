@@ -60,7 +60,7 @@ func TestServeEtcdMissingKey(t *testing.T) {
 
 // TestServeEtcd is a fleet of separate processes sharing keys through
 // etcd: a "tlsresume keys rotate -etcd" process rotates the set at the
-// minimum lifetime (a key every second or so) and three "tlsresume serve
+// minimum lifetime (a key every 2s) and three "tlsresume serve
 // -keys etcd://..." processes follow it, while a libtls client goes round
 // them. The keys cross process boundaries only through etcd.
 //

@@ -21,7 +21,7 @@ const keyPollInterval = time.Second
 
 // filePollInterval is how often serve re-reads a key file for a session
 // lifetime: a second, or lifetime/16 when shorter (at the 4s minimum a new
-// key is due every second and must reach the servers well within one).
+// key is due every 2s and must reach the servers within a second).
 func filePollInterval(lifetime time.Duration) time.Duration {
 	return min(keyPollInterval, lifetime/16)
 }

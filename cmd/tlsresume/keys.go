@@ -25,7 +25,7 @@ A ticket key file (mode 0600), for the processes of one machine:
   init    creates FILE with a random session ID and one key (rev 1);
           fails if FILE exists
   rotate  adds a new key when the newest is due (3/4 of -lifetime, the
-          servers' session lifetime; earlier for lifetimes under 12s) and
+          servers' session lifetime; earlier for lifetimes under 8s) and
           keeps the newest 4; creates FILE when it does not exist. Run it
           from cron or a timer, more often than every lifetime/4.
 
