@@ -1219,15 +1219,16 @@ func TestRotateTicketKeySet(t *testing.T) {
 
 // TestNextRotationSchedule: 3/4 of the lifetime, libtls's schedule, except
 // where a server's Config would add a key of its own first (lifetimes
-// under 12s): there the next key comes followSlack before that.
+// under 8s): there the next key comes followSlack before that.
 func TestNextRotationSchedule(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	set := &TicketKeySet{SessionID: []byte("id"), Keys: []TicketKeyEntry{{Rev: 1, Created: t0, Key: make([]byte, TicketKeySize)}}}
 	for _, tc := range []struct{ life, age time.Duration }{
-		{4 * time.Second, time.Second},
-		{5 * time.Second, 2 * time.Second},
-		{8 * time.Second, 5 * time.Second},
-		{11 * time.Second, 8 * time.Second},
+		{4 * time.Second, 2 * time.Second},
+		{5 * time.Second, 3 * time.Second},
+		{7 * time.Second, 5 * time.Second},
+		{8 * time.Second, 6 * time.Second},
+		{11 * time.Second, 8250 * time.Millisecond},
 		{12 * time.Second, 9 * time.Second},
 		{16 * time.Second, 12 * time.Second},
 		{2 * time.Hour, 90 * time.Minute},
@@ -1237,7 +1238,7 @@ func TestNextRotationSchedule(t *testing.T) {
 	}
 	for life := MinSessionLifetime; life <= MaxSessionLifetime; life += life/8 + time.Second {
 		age := set.NextRotation(life).Sub(t0)
-		ownKey := life - max(time.Second, life/16) - time.Second
+		ownKey := life - max(time.Second, life/16)
 		assert.LessOrEqual(t, age+followSlack, ownKey, "lifetime %v: the next key reaches the servers before their own", life)
 		assert.LessOrEqual(t, age, life*3/4, "lifetime %v: never later than libtls's schedule", life)
 		assert.GreaterOrEqual(t, age, life/4, "lifetime %v: four keys cover a lifetime", life)
