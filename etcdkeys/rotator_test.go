@@ -62,9 +62,11 @@ func TestRotator(t *testing.T) {
 	assert.Equal(t, first.SessionID, set.SessionID, "the session ID never changes")
 	require.Len(t, set.Keys, 4, "the newest four")
 	for i := 1; i < len(set.Keys); i++ {
-		gap := set.Keys[i].Created.Sub(set.Keys[i-1].Created)
-		assert.GreaterOrEqual(t, gap, time.Second, "keys %d and %d: not before NextRotation", set.Keys[i-1].Rev, set.Keys[i].Rev)
-		assert.Less(t, gap, time.Second+life/16+500*time.Millisecond, "keys %d and %d: soon after NextRotation", set.Keys[i-1].Rev, set.Keys[i].Rev)
+		prev := &libtls.TicketKeySet{Keys: set.Keys[i-1 : i]}
+		due := prev.NextRotation(life)
+		created := set.Keys[i].Created
+		assert.False(t, created.Before(due), "keys %d and %d: not before NextRotation", set.Keys[i-1].Rev, set.Keys[i].Rev)
+		assert.Less(t, created.Sub(due), life/16+500*time.Millisecond, "keys %d and %d: soon after NextRotation", set.Keys[i-1].Rev, set.Keys[i].Rev)
 	}
 	t.Logf("rev %d after %v", newest(set), time.Since(start).Round(time.Millisecond))
 	assert.Len(t, lg.find("etcdkeys: elected"), 1)
