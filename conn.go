@@ -2,58 +2,8 @@ package libtls
 
 /*
 #include <stdlib.h>
-#include <string.h>
 #include <tls.h>
-
-// golibtls_bio is the transport libtls sees. libtls reads ciphertext from
-// in[in_off:in_end] and appends the ciphertext it produces to
-// out[out_end:out_cap]; Go moves bytes between these buffers and the
-// net.Conn between C calls. The buffers are pinned Go memory.
-//
-// The callbacks only copy and never block: an empty in buffer is
-// TLS_WANT_POLLIN, a full out buffer TLS_WANT_POLLOUT. They never move data
-// inside a buffer either, because Go may be filling the free tail of in, or
-// writing out's pending bytes to the network, while another goroutine calls
-// into C; only Go, under the Conn's locks, resets the offsets.
-struct golibtls_bio {
-	unsigned char *in;
-	size_t in_off, in_end, in_cap;
-	int in_eof;
-	unsigned char *out;
-	size_t out_off, out_end, out_cap;
-};
-
-static ssize_t golibtls_read_cb(struct tls *ctx, void *buf, size_t len, void *arg) {
-	struct golibtls_bio *b = arg;
-	size_t avail = b->in_end - b->in_off;
-	if (avail == 0)
-		return b->in_eof ? 0 : TLS_WANT_POLLIN;
-	if (len > avail)
-		len = avail;
-	memcpy(buf, b->in + b->in_off, len);
-	b->in_off += len;
-	return (ssize_t)len;
-}
-
-static ssize_t golibtls_write_cb(struct tls *ctx, const void *buf, size_t len, void *arg) {
-	struct golibtls_bio *b = arg;
-	size_t space = b->out_cap - b->out_end;
-	if (space == 0)
-		return TLS_WANT_POLLOUT;
-	if (len > space)
-		len = space;
-	memcpy(b->out + b->out_end, buf, len);
-	b->out_end += len;
-	return (ssize_t)len;
-}
-
-static int golibtls_connect(struct tls *ctx, struct golibtls_bio *b, const char *servername) {
-	return tls_connect_cbs(ctx, golibtls_read_cb, golibtls_write_cb, b, servername);
-}
-
-static int golibtls_accept(struct tls *srv, struct tls **cctx, struct golibtls_bio *b) {
-	return tls_accept_cbs(srv, cctx, golibtls_read_cb, golibtls_write_cb, b);
-}
+#include "golibtls.h"
 */
 import "C"
 
@@ -67,27 +17,28 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
-
-	"github.com/golibtls/libtls/internal/tlsrecord"
 )
 
-// Why callbacks and buffers instead of handing libtls a socket: a Conn works
-// over any net.Conn (net.Pipe, a wrapped or proxied connection, a Unix
-// socket), deadlines and cancellation are the net.Conn's own, and no OS
-// thread ever blocks inside C waiting for the network: a goroutine waiting
-// for data parks in the Go netpoller, so 10,000 idle connections cost 10,000
-// goroutines, not 10,000 threads. The price is one copy of the ciphertext
-// each way between the buffers and OpenSSL's own, which is small next to the
-// cipher itself.
+// A Conn drives libtls over one of two transports (transport.go), chosen
+// when it is created:
+//
+//   - the socket transport (transport_socket.go), for connections that
+//     expose their socket (*net.TCPConn, *net.UnixConn, other syscall.Conn
+//     stream sockets): libtls reads and writes the descriptor itself, and a
+//     goroutine that must wait for the network parks in Go's netpoller, never
+//     in C. No ciphertext passes through Go.
+//   - the callback transport (transport_callback.go), for every other
+//     net.Conn (net.Pipe, wrapped or proxied connections): libtls reads and
+//     writes Go buffers, and Go moves the bytes between them and the net.Conn.
+//
+// Either way no OS thread ever blocks inside C waiting for the network:
+// 10,000 idle connections cost 10,000 parked goroutines, not threads.
 
-const (
-	// inBufSize bounds one read from the network. libtls consumes all of it
-	// before it asks for more, so it need not hold a whole record.
-	inBufSize = 16 << 10
-	// outBufSize holds one full TLS record (16 KiB of data plus header and
-	// AEAD overhead), so a 16 KiB Write is one record and one network write.
-	outBufSize = 16<<10 + 1024
-)
+// maxOpBytes bounds the plaintext one cgo call moves through tls_write or
+// tls_read (several records at once: a trip through cgo and the scheduler
+// per record costs more than it has to), so that a goroutine never stays in
+// C long enough to hold up the scheduler for long.
+const maxOpBytes = 256 << 10
 
 // Conn is a TLS connection over a net.Conn, driven by libtls. It implements
 // net.Conn. The handshake runs on the first Read or Write, or explicitly with
@@ -102,34 +53,25 @@ type Conn struct {
 	srv      *Server // for server connections: keeps the server context alive
 	isClient bool
 	sni      string // client: the server name to send and verify
+	t        transport
 
-	// Lock order: hsMu, writeMu, readMu, flushMu, cMu. cMu guards every C
-	// call on ctx and the bio offsets, and is never held during network I/O.
+	// Lock order: hsMu, writeMu, readMu, the transport's own locks, cMu.
+	// cMu guards every C call on ctx and the transport's C state, and is
+	// never held during network I/O.
 	hsMu    sync.Mutex
 	writeMu sync.Mutex // one Write at a time (libtls retries need the same buffer)
-	readMu  sync.Mutex // one reader of the network, and one Read, at a time
-	flushMu sync.Mutex // one writer of out's pending bytes to the network
+	readMu  sync.Mutex // one Read at a time
 	cMu     sync.Mutex
 
-	ctx       *C.struct_tls // nil once freed
-	bio       *C.struct_golibtls_bio
-	pin       runtime.Pinner
-	bufs      *connBufs // the memory of inBuf and outBuf; nil once freed
-	inBuf     []byte
-	outBuf    []byte
-	connected bool // client: tls_connect_cbs has run
-
-	sent bool // guarded by flushMu: bytes have gone out on conn
-
-	// records follows the record framing of the ciphertext read from
-	// conn (guarded by readMu), so that an end of the stream inside a
-	// record is reported as a truncation: LibreSSL's tls_read returns 0
-	// there, as for a clean close.
-	records tlsrecord.Tracker
+	ctx *C.struct_tls // nil once freed
 
 	// Client session file of the running handshake (see session.go).
 	sessionFD  int // -1: none
 	sessionErr error
+
+	// readEnd is how the stream ended, found by a Read that also
+	// returned data (guarded by readMu): io.EOF, or an error.
+	readEnd error
 
 	hsDone atomic.Bool // set after hsErr and state are final
 	hsErr  error
@@ -137,35 +79,6 @@ type Conn struct {
 
 	closed  atomic.Bool
 	closing chan struct{} // closed by Close: ends waits for session locks
-	bgFlush atomic.Bool   // a background flush goroutine runs
-}
-
-// connBufs are a Conn's in and out buffers, recycled between Conns through
-// connBufPool: otherwise every handshake allocates and zeroes 33 KiB per
-// side, which costs garbage collection and memory clearing. They hold only
-// ciphertext, so they are reused without being cleared.
-type connBufs struct {
-	in  [inBufSize]byte
-	out [outBufSize]byte
-}
-
-var connBufPool = sync.Pool{New: func() any { return new(connBufs) }}
-
-func newConn(conn net.Conn, cfg *Config) *Conn {
-	c := &Conn{conn: conn, cfg: cfg, sessionFD: -1, closing: make(chan struct{})}
-	c.bufs = connBufPool.Get().(*connBufs)
-	c.inBuf = c.bufs.in[:]
-	c.outBuf = c.bufs.out[:]
-	c.bio = (*C.struct_golibtls_bio)(C.calloc(1, C.size_t(unsafe.Sizeof(C.struct_golibtls_bio{}))))
-	// libtls keeps pointers to the buffers between calls, so they are
-	// pinned for the Conn's life (the cgo rules allow pinned Go memory in C
-	// memory).
-	c.pin.Pin(c.bufs)
-	c.bio.in = (*C.uchar)(unsafe.Pointer(&c.inBuf[0]))
-	c.bio.in_cap = C.size_t(len(c.inBuf))
-	c.bio.out = (*C.uchar)(unsafe.Pointer(&c.outBuf[0]))
-	c.bio.out_cap = C.size_t(len(c.outBuf))
-	return c
 }
 
 // Client returns a client-side TLS connection over conn
@@ -173,6 +86,11 @@ func newConn(conn net.Conn, cfg *Config) *Conn {
 // against the server's certificate; "" sends none (then only a Config with
 // InsecureNoVerifyName can verify the server). The handshake runs on the
 // first Read or Write, or with Handshake.
+//
+// If conn exposes its socket (syscall.Conn, as *net.TCPConn and
+// *net.UnixConn do), libtls reads and writes the socket directly and conn's
+// Read and Write methods are not called; its deadlines and Close work as
+// usual.
 func Client(conn net.Conn, cfg *Config, serverName string) (*Conn, error) {
 	if err := ensureInit(); err != nil {
 		return nil, err
@@ -188,8 +106,8 @@ func Client(conn net.Conn, cfg *Config, serverName string) (*Conn, error) {
 		freeContext(ctx)
 		return nil, err
 	}
-	c := newConn(conn, cfg)
-	c.ctx, c.isClient, c.sni = ctx, true, serverName
+	c := &Conn{conn: conn, cfg: cfg, ctx: ctx, isClient: true, sni: serverName, sessionFD: -1, closing: make(chan struct{})}
+	c.t = newTransport(conn)
 	runtime.SetFinalizer(c, (*Conn).finalize)
 	return c, nil
 }
@@ -249,16 +167,14 @@ func freeContext(ctx *C.struct_tls) {
 // accept makes a connection context of the server context srv over conn
 // (tls_accept_cbs). The caller serializes calls on srv.
 func accept(srv *Server, conn net.Conn) (*Conn, error) {
-	c := newConn(conn, srv.cfg)
-	c.srv = srv
-	// The read lock only excludes Config writers: a closed Config still
-	// serves the servers built from it (the server context holds a C
-	// reference). The caller holds it.
+	c := &Conn{conn: conn, cfg: srv.cfg, srv: srv, sessionFD: -1, closing: make(chan struct{})}
+	c.t = newTransport(conn)
+	// The Config's read lock only excludes Config writers: a closed Config
+	// still serves the servers built from it. The caller holds it.
 	var cctx *C.struct_tls
-	rc := C.golibtls_accept(srv.ctx, &cctx, c.bio)
-	if rc != 0 {
+	if c.t.accept(srv.ctx, &cctx) != 0 {
 		err := ctxError(srv.ctx, "accept")
-		c.freeBuffers()
+		c.t.free(c)
 		return nil, err
 	}
 	c.ctx = newContext(cctx)
@@ -276,6 +192,38 @@ func ctxError(ctx *C.struct_tls, op string) error {
 }
 
 func closedError(op string) error { return &Error{Op: op, Err: ErrClosed} }
+
+// libtlsCall is a call into libtls on the live context; step makes it with
+// cMu held.
+type libtlsCall func(ctx *C.struct_tls) C.ssize_t
+
+// step makes one call into libtls, the one place where a Conn's libtls
+// calls are made and their results mapped: a non-negative result or
+// TLS_WANT_POLLIN/POLLOUT with a nil error, or libtls's error (with the
+// transport's I/O error behind it, if any), or ErrClosed once the context
+// is freed.
+//
+// Handshake steps read the Config (a server's ticket keys, a client's
+// session file): they hold its read lock too, so that setters wait for
+// them. Lock order: Config.mu before cMu.
+func (c *Conn) step(kind opKind, op string, call libtlsCall) (C.ssize_t, error) {
+	if kind == opHandshake {
+		c.cfg.mu.RLock()
+		defer c.cfg.mu.RUnlock()
+	}
+	c.cMu.Lock()
+	defer c.cMu.Unlock()
+	if c.ctx == nil {
+		return -1, closedError(op)
+	}
+	rc := call(c.ctx)
+	if rc < 0 && rc != C.TLS_WANT_POLLIN && rc != C.TLS_WANT_POLLOUT {
+		err := ctxError(c.ctx, op).(*Error)
+		err.Err = c.t.ioError(op)
+		return rc, err
+	}
+	return rc, nil
+}
 
 // --- Handshake --------------------------------------------------------------
 
@@ -361,53 +309,14 @@ func (c *Conn) handshake(ctx context.Context) error {
 
 // handshakeSteps drives tls_handshake to completion.
 func (c *Conn) handshakeSteps() error {
-	for {
-		c.cfg.mu.RLock() // ticket keys and the session file are read here
-		c.cMu.Lock()
-		if c.ctx == nil {
-			c.cMu.Unlock()
-			c.cfg.mu.RUnlock()
-			return closedError("handshake")
-		}
-		rc := C.tls_handshake(c.ctx)
-		pending := c.bio.out_end > c.bio.out_off
-		var err error
+	_, err := c.t.run(c, opHandshake, "handshake", func(ctx *C.struct_tls) C.ssize_t {
+		rc := C.tls_handshake(ctx)
 		if rc == 0 {
 			c.captureState()
-		} else if rc != C.TLS_WANT_POLLIN && rc != C.TLS_WANT_POLLOUT {
-			err = ctxError(c.ctx, "handshake")
 		}
-		c.cMu.Unlock()
-		c.cfg.mu.RUnlock()
-
-		if pending {
-			if rc == 0 && !c.isClient {
-				// The server's last words (TLS 1.3 session tickets) go
-				// out in the background: a client may already be writing
-				// and not read them until its write completes, which
-				// over a synchronous transport such as net.Pipe would
-				// deadlock two blocking writers.
-				c.flushInBackground()
-			} else if ferr := c.flush(); ferr != nil && err == nil {
-				// Send a flight, or the alert of a failure, before
-				// waiting for the peer.
-				return ferr
-			}
-		}
-		switch {
-		case err != nil:
-			return err
-		case rc == 0:
-			return nil
-		case rc == C.TLS_WANT_POLLIN:
-			c.readMu.Lock()
-			err = c.fill()
-			c.readMu.Unlock()
-			if err != nil {
-				return err
-			}
-		}
-	}
+		return C.ssize_t(rc)
+	})
+	return err
 }
 
 // restart resets the client context (tls_reset), configures it again and
@@ -426,9 +335,7 @@ func (c *Conn) restart() error {
 		return closedError("connect")
 	}
 	C.tls_reset(c.ctx)
-	c.bio.in_off, c.bio.in_end, c.bio.in_eof = 0, 0, 0
-	c.bio.out_off, c.bio.out_end = 0, 0
-	c.connected = false
+	c.t.reset()
 	var err error
 	if C.tls_configure(c.ctx, cc) != 0 {
 		err = ctxError(c.ctx, "configure")
@@ -456,131 +363,18 @@ func (c *Conn) connect() error {
 	if c.ctx == nil {
 		return closedError("connect")
 	}
-	if C.golibtls_connect(c.ctx, c.bio, sni) != 0 {
+	if c.t.connect(c.ctx, sni) != 0 {
 		return ctxError(c.ctx, "connect")
 	}
-	c.connected = true
 	return nil
-}
-
-// --- Moving ciphertext ------------------------------------------------------
-
-// fill reads once from the network into the in buffer. libtls asked for more
-// (TLS_WANT_POLLIN), so it has consumed everything buffered and the buffer
-// can start over. The caller holds readMu, which makes it the only goroutine
-// that appends to in.
-func (c *Conn) fill() error {
-	c.cMu.Lock()
-	if c.ctx == nil {
-		c.cMu.Unlock()
-		return closedError("read")
-	}
-	b := c.bio
-	if b.in_off != b.in_end {
-		// Unconsumed input (another goroutine's C call has not run yet).
-		c.cMu.Unlock()
-		return nil
-	}
-	if b.in_eof != 0 {
-		c.cMu.Unlock()
-		return io.ErrUnexpectedEOF
-	}
-	b.in_off, b.in_end = 0, 0
-	c.cMu.Unlock()
-
-	n, err := c.conn.Read(c.inBuf)
-	c.records.Feed(c.inBuf[:n])
-
-	c.cMu.Lock()
-	if c.ctx != nil {
-		b.in_end = C.size_t(n)
-		if errors.Is(err, io.EOF) {
-			// libtls sees end of file and decides whether it was clean.
-			b.in_eof = 1
-			err = nil
-		}
-	} else if err == nil {
-		err = closedError("read")
-	}
-	c.cMu.Unlock()
-	if err != nil && c.closed.Load() {
-		return closedError("read")
-	}
-	return err
-}
-
-// flush writes out's pending bytes to the network. libtls only appends at
-// out_end, so the bytes before it can be written without holding cMu.
-func (c *Conn) flush() error {
-	c.flushMu.Lock()
-	defer c.flushMu.Unlock()
-	return c.flushLocked()
-}
-
-// flushInBackground starts a goroutine that flushes, unless one runs. The
-// caller has queued its bytes under cMu before the call; a running flusher
-// re-checks for bytes after it clears its flag, so none are stranded.
-func (c *Conn) flushInBackground() {
-	if !c.bgFlush.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		for {
-			err := c.flush()
-			c.bgFlush.Store(false)
-			// A failed write surfaces on the next Read or Write, which hit
-			// the same transport error.
-			if err != nil || !c.outPending() || !c.bgFlush.CompareAndSwap(false, true) {
-				return
-			}
-		}
-	}()
-}
-
-func (c *Conn) outPending() bool {
-	c.cMu.Lock()
-	defer c.cMu.Unlock()
-	return c.ctx != nil && c.bio.out_end > c.bio.out_off
-}
-
-// flushLocked is flush for a caller that holds flushMu.
-func (c *Conn) flushLocked() error {
-	for {
-		c.cMu.Lock()
-		if c.ctx == nil {
-			c.cMu.Unlock()
-			return closedError("write")
-		}
-		off, end := int(c.bio.out_off), int(c.bio.out_end)
-		c.cMu.Unlock()
-		if off == end {
-			return nil
-		}
-		n, err := c.conn.Write(c.outBuf[off:end])
-		if n > 0 && !c.sent {
-			c.sent = true
-		}
-		c.cMu.Lock()
-		if c.ctx != nil {
-			c.bio.out_off += C.size_t(n)
-			if c.bio.out_off == c.bio.out_end {
-				c.bio.out_off, c.bio.out_end = 0, 0
-			}
-		}
-		c.cMu.Unlock()
-		if err != nil {
-			if c.closed.Load() {
-				return closedError("write")
-			}
-			return err
-		}
-	}
 }
 
 // --- Read and Write -----------------------------------------------------------
 
 // Read reads application data, running the handshake first if needed. It
-// returns io.EOF after the peer's close_notify.
+// returns io.EOF after the peer's close_notify, or when the stream ends
+// between two records without one (as crypto/tls does); a stream that ends
+// inside a record is an error wrapping io.ErrUnexpectedEOF.
 func (c *Conn) Read(p []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
@@ -590,54 +384,41 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
-	for {
-		c.cMu.Lock()
-		if c.ctx == nil {
-			c.cMu.Unlock()
-			return 0, closedError("read")
+	if err := c.readEnd; err != nil {
+		// The end of the stream came with the previous Read's data.
+		if err != io.EOF {
+			c.readEnd = nil // an error is reported once, like the socket's
 		}
-		before := c.bio.out_end
-		n := C.tls_read(c.ctx, unsafe.Pointer(&p[0]), C.size_t(len(p)))
-		// Only the bytes this call queued (a post-handshake message or an
-		// alert) are the reader's to send. Bytes queued before it belong
-		// to a Write or a background flush that is sending them.
-		produced := c.bio.out_end > before
-		var err error
-		if n < 0 && n != C.TLS_WANT_POLLIN && n != C.TLS_WANT_POLLOUT {
-			err = ctxError(c.ctx, "read")
-		}
-		c.cMu.Unlock()
-
-		if n == C.TLS_WANT_POLLOUT {
-			// The out buffer is full: wait until it drains.
-			if ferr := c.flush(); ferr != nil {
-				return 0, ferr
-			}
-		} else if produced {
-			// A reader never waits for the peer to read: the peer may
-			// itself be blocked writing to us (both ends of a net.Pipe or
-			// a full socket buffer), waiting for this Read. Waiting for
-			// flushMu, held by a Write blocked on the network, or
-			// flushing synchronously would deadlock both ends.
-			c.flushInBackground()
-		}
-		switch {
-		case n > 0:
-			return int(n), nil
-		case n == 0:
-			if !c.records.AtBoundary() {
-				// The stream ended inside a record: not a close.
-				return 0, &Error{Op: "read", Msg: "unexpected EOF inside a TLS record", Err: io.ErrUnexpectedEOF}
-			}
-			return 0, io.EOF
-		case err != nil:
-			return 0, err
-		case n == C.TLS_WANT_POLLIN:
-			if err := c.fill(); err != nil {
-				return 0, err
-			}
-		}
+		return 0, err
 	}
+	var end error
+	n, err := c.t.run(c, opRead, "read", func(ctx *C.struct_tls) C.ssize_t {
+		var last C.ssize_t
+		n := C.golibtls_read_many(ctx, unsafe.Pointer(&p[0]), C.size_t(min(len(p), maxOpBytes)), &last)
+		switch {
+		case n == 0 || last == 0:
+			end = io.EOF
+			if !c.t.atRecordBoundary() {
+				// The stream ended inside a record: not a close.
+				end = &Error{Op: "read", Msg: "unexpected EOF inside a TLS record", Err: io.ErrUnexpectedEOF}
+			}
+		case last < 0:
+			// Data, then a failure: report the failure next time
+			// (cMu is held, so its text is this call's).
+			le := ctxError(ctx, "read").(*Error)
+			le.Err = c.t.ioError("read")
+			end = le
+		}
+		return n
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case n > 0:
+		c.readEnd = end
+		return int(n), nil
+	}
+	return 0, end
 }
 
 // Write writes application data, running the handshake first if needed.
@@ -649,41 +430,20 @@ func (c *Conn) Write(p []byte) (int, error) {
 	defer c.writeMu.Unlock()
 	total := 0
 	for total < len(p) {
-		c.cMu.Lock()
-		if c.ctx == nil {
-			c.cMu.Unlock()
-			return total, closedError("write")
-		}
-		n := C.tls_write(c.ctx, unsafe.Pointer(&p[total]), C.size_t(len(p)-total))
-		pending := c.bio.out_end > c.bio.out_off
-		var err error
-		if n < 0 && n != C.TLS_WANT_POLLIN && n != C.TLS_WANT_POLLOUT {
-			err = ctxError(c.ctx, "write")
-		}
-		c.cMu.Unlock()
-
+		rest := p[total:]
+		n, err := c.t.run(c, opWrite, "write", func(ctx *C.struct_tls) C.ssize_t {
+			return C.golibtls_write_many(ctx, unsafe.Pointer(&rest[0]), C.size_t(len(rest)), maxOpBytes)
+		})
 		if n > 0 {
 			total += int(n)
-		}
-		if pending {
-			if ferr := c.flush(); ferr != nil {
-				return total, ferr
-			}
 		}
 		switch {
 		case err != nil:
 			return total, err
 		case n == 0:
-			// libtls never reports 0 bytes written for a non-empty
-			// buffer; do not spin if it ever does.
-			return total, io.ErrShortWrite
-		case n == C.TLS_WANT_POLLIN:
-			c.readMu.Lock()
-			err = c.fill()
-			c.readMu.Unlock()
-			if err != nil {
-				return total, err
-			}
+			// tls_write returns 0 once the peer's close_notify has
+			// arrived (SSL_ERROR_ZERO_RETURN): nothing more can be sent.
+			return total, &Error{Op: "write", Msg: "the peer has closed the TLS connection (close_notify received)"}
 		}
 	}
 	return total, nil
@@ -717,52 +477,26 @@ func (c *Conn) Close() error {
 	return err
 }
 
-// closeNotify runs tls_close until it has queued close_notify and flushes
-// it. It does not wait for the peer's close_notify.
+// closeNotify runs tls_close until it has sent close_notify. It does not
+// wait for the peer's close_notify (tls_close's TLS_WANT_POLLIN).
 func (c *Conn) closeNotify() error {
-	// A flush blocked on a peer that does not read would hold Close up.
-	if !c.flushMu.TryLock() {
-		return nil
-	}
-	defer c.flushMu.Unlock()
 	_ = c.conn.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
-	for range 4 { // tls_close needs at most one WANT_POLLOUT round per flush
-		c.cMu.Lock()
-		if c.ctx == nil {
-			c.cMu.Unlock()
-			return nil
-		}
-		rc := C.tls_close(c.ctx)
-		var err error
-		if rc == -1 {
-			err = ctxError(c.ctx, "close")
-		}
-		c.cMu.Unlock()
-		if ferr := c.flushLocked(); ferr != nil {
-			return ferr
-		}
-		if rc != C.TLS_WANT_POLLOUT {
-			// 0, TLS_WANT_POLLIN (waiting for the peer's close_notify,
-			// which Close does not do), or an error.
-			return err
-		}
-	}
-	return nil
+	_, err := c.t.run(c, opClose, "close", func(ctx *C.struct_tls) C.ssize_t {
+		return C.ssize_t(C.tls_close(ctx))
+	})
+	return err
 }
 
-// free releases the C context and the buffers exactly once.
+// free releases the C context and the transport's memory exactly once; it
+// may be called again.
 func (c *Conn) free() {
 	c.cMu.Lock()
-	if c.ctx == nil && c.bio == nil {
-		c.cMu.Unlock()
-		return
-	}
 	freedCtx := c.ctx != nil
 	if freedCtx {
 		freeContext(c.ctx)
 		c.ctx = nil
 	}
-	c.freeBuffersLocked()
+	c.t.free(c) // idempotent
 	runtime.SetFinalizer(c, nil)
 	c.cMu.Unlock()
 	// After cMu: Config.mu and Server.mu come before cMu.
@@ -775,34 +509,11 @@ func (c *Conn) free() {
 	}
 }
 
-func (c *Conn) freeBuffers() {
+// freed reports whether the C context has been freed.
+func (c *Conn) freed() bool {
 	c.cMu.Lock()
-	c.freeBuffersLocked()
-	c.cMu.Unlock()
-}
-
-func (c *Conn) freeBuffersLocked() {
-	if c.bio != nil {
-		C.free(unsafe.Pointer(c.bio))
-		c.bio = nil
-		c.pin.Unpin()
-	}
-	// The buffers go back to the pool only if no goroutine can still use
-	// them. fill and flushLocked touch them outside cMu, but only while
-	// holding readMu or flushMu, and only after they have seen a live ctx
-	// under cMu (it is nil from now on). A goroutine inside one of those
-	// sections (a Read that the net.Conn's Close has not unblocked yet)
-	// leaves the buffers to the garbage collector.
-	if c.bufs != nil {
-		if c.readMu.TryLock() {
-			if c.flushMu.TryLock() {
-				connBufPool.Put(c.bufs)
-				c.flushMu.Unlock()
-			}
-			c.readMu.Unlock()
-		}
-		c.bufs = nil
-	}
+	defer c.cMu.Unlock()
+	return c.ctx == nil
 }
 
 // finalize is a backstop for Conns that were never closed.

@@ -518,10 +518,7 @@ func TestCloseRacesReadWrite(t *testing.T) {
 			require.True(t, closeErrorOK(err), "round %d: unexpected error %T %v", round, err, err)
 		}
 		for _, x := range conns {
-			x.cMu.Lock()
-			freed := x.ctx == nil && x.bio == nil
-			x.cMu.Unlock()
-			require.True(t, freed, "C context not freed")
+			require.True(t, x.freed(), "C context not freed")
 			// net.ErrClosed, unless the handshake had already failed
 			// (the peer's Close cut it short): then, as in crypto/tls,
 			// that failure.
@@ -679,8 +676,30 @@ func osThreads(t testing.TB) int {
 
 // TestThousandBlockedReadsFewThreads checks that goroutines waiting for
 // data park in Go rather than block OS threads in C: 1,000 connections,
-// each with a Read waiting, keep the process under 64 threads.
+// each with a Read waiting, keep the process under 64 threads, on the
+// callback transport (net.Pipe) and on the socket transport (TCP).
 func TestThousandBlockedReadsFewThreads(t *testing.T) {
+	t.Run("Pipe", func(t *testing.T) {
+		thousandBlockedReads(t, func() (net.Conn, net.Conn) { return net.Pipe() }, "callback")
+	})
+	t.Run("TCP", func(t *testing.T) {
+		l := loopback(t)
+		thousandBlockedReads(t, func() (net.Conn, net.Conn) {
+			ch := make(chan net.Conn, 1)
+			go func() {
+				c, _ := l.Accept()
+				ch <- c
+			}()
+			c, err := net.Dial("tcp", l.Addr().String())
+			require.NoError(t, err)
+			s := <-ch
+			require.NotNil(t, s)
+			return c, s
+		}, map[bool]string{true: "callback", false: "socket"}[forceTransport.Load() == transportCallback])
+	})
+}
+
+func thousandBlockedReads(t *testing.T, pair func() (net.Conn, net.Conn), transport string) {
 	const n, maxThreads = 1000, 64
 	ccfg := newClientConfig(t)
 	gcfg := goServerConfig(t)
@@ -705,9 +724,10 @@ func TestThousandBlockedReadsFewThreads(t *testing.T) {
 	var wg sync.WaitGroup
 	var failed atomic.Value
 	for i := range n {
-		craw, sraw := net.Pipe()
+		craw, sraw := pair()
 		c, err := Client(craw, ccfg, "localhost")
 		require.NoError(t, err)
+		require.Equal(t, transport, c.TransportName())
 		clients[i], servers[i] = c, tls.Server(sraw, gcfg)
 		wg.Add(1)
 		sem <- struct{}{}

@@ -288,10 +288,7 @@ func (c *Conn) canRetryWithoutSession(err error) bool {
 	if c.sessionFD == -1 || c.sessionErr != nil {
 		return false
 	}
-	c.flushMu.Lock()
-	sent := c.sent
-	c.flushMu.Unlock()
-	return !sent && sessionFileSize(c.sessionFD) > 0
+	return !c.t.sentAny(c) && sessionFileSize(c.sessionFD) > 0
 }
 
 // refusesStoredSession reports whether msg, libtls's text for a failed

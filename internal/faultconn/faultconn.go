@@ -98,6 +98,7 @@ type Conn struct {
 	injected []Kind
 	eofRead  bool
 	records  tlsrecord.Tracker // the TLS record framing of what was read
+	wrecords tlsrecord.Tracker // ...and of what was written
 }
 
 // Wrap wraps c. A zero Options.Rate never injects anything.
@@ -156,6 +157,14 @@ func (c *Conn) count(n int) {
 	c.mu.Unlock()
 }
 
+// written counts and tracks n bytes of p written.
+func (c *Conn) written(p []byte, n int) {
+	c.mu.Lock()
+	c.passed += int64(n)
+	c.wrecords.Feed(p[:n])
+	c.mu.Unlock()
+}
+
 // Read reads from the connection, or misbehaves.
 func (c *Conn) Read(p []byte) (int, error) {
 	if err := c.deadErr(); err != nil {
@@ -207,12 +216,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 		// The whole buffer, in two writes.
 		cut := int(f * float64(len(p)))
 		n, err := c.Conn.Write(p[:cut])
-		c.count(n)
+		c.written(p, n)
 		if err != nil {
 			return n, err
 		}
 		m, err := c.Conn.Write(p[cut:])
-		c.count(m)
+		c.written(p[cut:], m)
 		return n + m, err
 	case Delay:
 		time.Sleep(time.Duration(f * float64(c.opts.MaxDelay)))
@@ -223,14 +232,14 @@ func (c *Conn) Write(p []byte) (int, error) {
 	case PartialWrite:
 		cut := int(f * float64(len(p)))
 		n, err := c.Conn.Write(p[:cut])
-		c.count(n)
+		c.written(p, n)
 		if err != nil {
 			return n, err
 		}
 		return n, fmt.Errorf("%w: partial write (%d of %d bytes)", ErrInjected, n, len(p))
 	}
 	n, err := c.Conn.Write(p)
-	c.count(n)
+	c.written(p, n)
 	return n, err
 }
 
@@ -251,4 +260,13 @@ func (c *Conn) AtRecordBoundary() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.records.AtBoundary()
+}
+
+// WrittenAtRecordBoundary reports whether everything written so far ends
+// at the end of a TLS record: whether the peer, reading it all, would see
+// the stream end between records if it ended now.
+func (c *Conn) WrittenAtRecordBoundary() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wrecords.AtBoundary()
 }

@@ -1,0 +1,103 @@
+package libtls
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// withTransport runs f with every new Conn on the callback transport, or
+// on the automatic choice, and restores the setting.
+func withTransport(t *testing.T, mode int32, f func()) {
+	t.Helper()
+	old := forceTransport.Swap(mode)
+	defer forceTransport.Store(old)
+	f()
+}
+
+// tcpEmbedding is a net.Conn that exposes the socket of the *net.TCPConn
+// it embeds: syscall.Conn is promoted.
+type tcpEmbedding struct{ *net.TCPConn }
+
+// The transport follows the net.Conn: the socket for TCP, Unix stream
+// sockets and other syscall.Conn stream sockets; the callbacks for
+// everything else, and for everything when forced.
+func TestTransportChoice(t *testing.T) {
+	cfg := newClientConfig(t)
+	name := func(raw net.Conn) string {
+		c, err := Client(raw, cfg, "localhost")
+		require.NoError(t, err)
+		defer c.Close()
+		return c.TransportName()
+	}
+	withTransport(t, transportAuto, func() {
+		tc, _ := tcpPair(t)
+		assert.Equal(t, "socket", name(tc))
+		uc, _ := unixPair(t)
+		assert.Equal(t, "socket", name(uc))
+		tc2, _ := tcpPair(t)
+		assert.Equal(t, "socket", name(tcpEmbedding{tc2.(*net.TCPConn)}))
+		pc, _ := pipePair(t)
+		assert.Equal(t, "callback", name(pc))
+		wc, _ := tcpPair(t)
+		assert.Equal(t, "callback", name(&countingConn{Conn: wc}), "a wrapper that hides the socket")
+	})
+	withTransport(t, transportCallback, func() {
+		tc, _ := tcpPair(t)
+		assert.Equal(t, "callback", name(tc))
+	})
+	// Listen and Dial's connections run on the socket.
+	scfg := newServerConfig(t)
+	l, err := Listen("tcp", "127.0.0.1:0", scfg)
+	require.NoError(t, err)
+	defer l.Close()
+	done := make(chan string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		defer c.Close()
+		_ = c.(*Conn).Handshake()
+		done <- c.(*Conn).TransportName()
+	}()
+	c, err := Dial("tcp", l.Addr().String(), cfg)
+	require.NoError(t, err)
+	defer c.Close()
+	want := map[bool]string{true: "callback", false: "socket"}[forceTransport.Load() == transportCallback]
+	assert.Equal(t, want, c.TransportName())
+	assert.Equal(t, want, <-done)
+}
+
+// On the socket transport a waiting Read parks in the netpoller, which
+// reports new readiness only. After a non-data record (here TLS 1.3
+// session tickets from crypto/tls, sent together with the data) libtls asks
+// for more input while the data already waits in the socket: the Read
+// must take it instead of waiting for readiness that never comes.
+func TestSocketTransportDataAfterTickets(t *testing.T) {
+	for round := range 20 {
+		craw, sraw := tcpPair(t)
+		c := newLibtlsClient(t, craw, newClientConfig(t), "localhost")
+		gcfg := goServerConfig(t)
+		gcfg.MinVersion = tls.VersionTLS13
+		s := tls.Server(sraw, gcfg)
+		cerr, serr := handshakeBoth(c, s)
+		require.NoError(t, cerr)
+		require.NoError(t, serr)
+		require.Equal(t, c.TransportName() == "socket", forceTransport.Load() != transportCallback)
+		// The server's tickets go out on its first write, before the data.
+		_, err := s.Write([]byte("after the tickets"))
+		require.NoError(t, err)
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+		buf := make([]byte, 64)
+		n, err := io.ReadAtLeast(c, buf, len("after the tickets"))
+		require.NoError(t, err, "round %d", round)
+		require.Equal(t, "after the tickets", string(buf[:n]))
+	}
+}
