@@ -108,8 +108,8 @@ import (
 // and its Close ends them.
 type socketTransport struct {
 	raw  syscall.RawConn
-	conn net.Conn // for the addresses of errors
-	s   *C.struct_golibtls_sock // C memory; nil once freed
+	conn net.Conn                // for the addresses of errors
+	s    *C.struct_golibtls_sock // C memory; nil once freed
 }
 
 // maxSpins bounds how often a call is repeated at once, without waiting,
