@@ -73,7 +73,9 @@ func chart(runs []*run) []byte {
 				panels[i][c.chart] = map[string]check{}
 			}
 			panels[i][c.chart][c.setupID] = c
-			maxRatio = math.Max(maxRatio, math.Max(c.ratio, c.limit))
+			if c.result != "n/a" {
+				maxRatio = math.Max(maxRatio, math.Max(c.ratio, c.limit))
+			}
 		}
 	}
 	slices.SortStableFunc(setups, func(a, b string) int { return setupRank(a) - setupRank(b) })
@@ -134,6 +136,10 @@ func chart(runs []*run) []byte {
 				}
 				by := y + rowPad + s*(barH+barGap)
 				x := float64(x0(p))
+				if c.result == "n/a" {
+					fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="9" fill="#555">n/a: %s</text>`+"\n", x+3, by+barH-1, html.EscapeString(c.note))
+					continue
+				}
 				w := scale(c.ratio)
 				fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", x, by, w, barH, setupColor(id))
 				tx := x + w
