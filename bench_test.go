@@ -5,6 +5,11 @@ package libtls
 // the C harness in bench/c and the crypto/tls one in bench/gotls, which do
 // the same scenarios under the same names).
 //
+// Every rate comes with the CPU time the process used per op, user + system
+// from getrusage (cpu-ns/op and sys-ns/op; BenchmarkBulk also per byte of
+// payload, cpu-ns/B and sys-ns/B): both ends together, as they share the
+// process. The two-process scenarios (one end in C) are bench/peer's.
+//
 // Knobs, all environment variables so that scripts/bench can hand the same
 // ones to all three harnesses:
 //
@@ -228,6 +233,7 @@ func BenchmarkPlainTCP(b *testing.B) {
 	defer wait()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := benchenv.CPUNow()
 	for range b.N {
 		nc, err := benchenv.Dial(addr)
 		if err != nil {
@@ -243,6 +249,7 @@ func BenchmarkPlainTCP(b *testing.B) {
 		nc.Close()
 	}
 	b.StopTimer()
+	benchenv.ReportCPU(b, cpu, 0)
 	if _, err := wait(); err != nil {
 		b.Fatal(err)
 	}
@@ -295,7 +302,8 @@ func benchPair(b testing.TB, proto Protocol) (client, server *Conn) {
 // BenchmarkBulk sends GOLIBTLS_BENCH_BULK bytes (1 GiB by default) per op
 // from client to server in writes of 16 KiB or 1 KiB over one established
 // connection (default protocols, so TLS 1.3); the server reads with a 16 KiB
-// buffer. MB/s is the throughput.
+// buffer. MB/s is the throughput, cpu-ns/B the CPU time (both ends) per
+// byte.
 func BenchmarkBulk(b *testing.B) {
 	for _, sz := range []struct {
 		name string
@@ -309,6 +317,7 @@ func BenchmarkBulk(b *testing.B) {
 			b.SetBytes(total)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := benchenv.CPUNow()
 			for range b.N {
 				errc := make(chan error, 1)
 				go func() {
@@ -329,6 +338,8 @@ func BenchmarkBulk(b *testing.B) {
 				}
 				benchCheck(b, <-errc)
 			}
+			b.StopTimer()
+			benchenv.ReportCPU(b, cpu, total)
 		})
 	}
 }
@@ -365,9 +376,12 @@ func BenchmarkReadWrite(b *testing.B) {
 			b.SetBytes(2 * int64(sz.n))
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := benchenv.CPUNow()
 			for range b.N {
 				op()
 			}
+			b.StopTimer()
+			benchenv.ReportCPU(b, cpu, 0)
 		})
 	}
 }

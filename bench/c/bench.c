@@ -11,6 +11,10 @@
  * BenchmarkPlainTCP is the handshake scenario without TLS (connect, one byte
  * each way, close): the floor that sockets and threads set.
  *
+ * Every rate comes with the CPU time per op, user + system, from
+ * getrusage(RUSAGE_SELF) around the timed loop (cpu-ns/op, sys-ns/op; bulk
+ * also per byte: cpu-ns/B, sys-ns/B).
+ *
  * Results are printed in Go benchmark format, under the same names as the Go
  * benchmarks, so that benchstat can read them.
  *
@@ -23,9 +27,31 @@
  * -run is an extended regular expression matched against the full benchmark
  * name (e.g. "Handshake|Bulk"); the default runs the handshake and bulk
  * scenarios, and Scaling only when the expression names it.
+ *
+ * Two processes (the peer protocol, shared with bench/peer, the Go side):
+ *
+ *   ./bench -ca ca.pem -cert cert.pem -key key.pem -serve [-clients 1,8]
+ *           [-timeout 3600]
+ *   ./bench -ca ca.pem -connect 127.0.0.1:PORT [-benchtime 1s] [-bulk 1GiB]
+ *           [-clients 1,8] [-run REGEX]
+ *
+ * -serve listens on loopback with one server per scenario and prints
+ * "control 127.0.0.1:PORT"; on that plain TCP control port it answers the
+ * line "ports" with "ports NAME=PORT ..." (services full/tls12, full/tls13,
+ * resumed/tls12, resumed/tls13, scaling, bulk), "cpu" with "cpu USER_NS
+ * SYS_NS" (its getrusage) and exits on "quit" (or after -timeout seconds).
+ * The handshake services serve one connection at a time (scaling: one
+ * thread for each of the largest -clients count) with the handshake
+ * scenario; bulk reads an 8-byte big-endian count, that many bytes, and
+ * answers one byte, until the client closes.
+ * -connect runs the client side of the Handshake, Bulk and
+ * Scaling/handshakes/clients=K against such a server and reports, beside
+ * each rate, the CPU per op of both processes (cpu-ns/op) and of each
+ * (srv-cpu-ns/op, cli-cpu-ns/op; bulk per byte: cpu-ns/B, srv-, cli-).
  */
 #define _GNU_SOURCE
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -35,6 +61,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <regex.h>
@@ -58,6 +85,8 @@ static long long bulk_total = 1LL << 30;
 static int nproc = 1;
 static regex_t run_re;
 static int have_run_re;
+static int ctl_fd = -1; /* -connect: the server's control connection */
+static FILE *ctl_in;
 
 static void
 die(const char *fmt, ...)
@@ -77,6 +106,32 @@ now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* --- CPU time ------------------------------------------------------------ */
+
+/* cpu is process CPU time in nanoseconds, all threads together. */
+struct cpu {
+	double user, sys;
+};
+
+static struct cpu
+cpu_now(void)
+{
+	struct rusage ru;
+	struct cpu c = { 0, 0 };
+	if (getrusage(RUSAGE_SELF, &ru) == 0) {
+		c.user = ru.ru_utime.tv_sec * 1e9 + ru.ru_utime.tv_usec * 1e3;
+		c.sys = ru.ru_stime.tv_sec * 1e9 + ru.ru_stime.tv_usec * 1e3;
+	}
+	return c;
+}
+
+static struct cpu
+cpu_since(struct cpu start, struct cpu end)
+{
+	struct cpu c = { end.user - start.user, end.sys - start.sys };
+	return c;
 }
 
 /* --- libtls configuration --------------------------------------------- */
@@ -246,20 +301,62 @@ selected(const char *name, int default_on)
 	return regexec(&run_re, name, 0, NULL, 0) == 0;
 }
 
-/* report prints one Go benchmark result line: name, N, ns/op, then
- * value-unit pairs ended by a NULL unit. */
+/* metrics are the value-unit pairs of one result line. */
+struct metrics {
+	int n;
+	const char *unit[16];
+	double v[16];
+};
+
 static void
-report(const char *name, long long n, double secs, ...)
+metric(struct metrics *m, const char *unit, double v)
 {
-	va_list ap;
-	const char *unit;
-	printf("%s-%d\t%10lld\t%12.0f ns/op", name, nproc, n, secs * 1e9 / (n ? n : 1));
-	va_start(ap, secs);
-	while ((unit = va_arg(ap, const char *)) != NULL) {
-		double v = va_arg(ap, double);
-		printf("\t%12.6g %s", v, unit);
+	if (m->n < 16) {
+		m->unit[m->n] = unit;
+		m->v[m->n++] = v;
 	}
-	va_end(ap);
+}
+
+static struct cpu remote_cpu(void);
+
+/* cpu_metrics adds the CPU time since local0 (and, with a control
+ * connection, the server's since remote0) per op, and per byte with
+ * bytes_per_op > 0. */
+static void
+cpu_metrics(struct metrics *m, long long ops, double bytes_per_op, struct cpu local0, struct cpu remote0)
+{
+	struct cpu local = cpu_since(local0, cpu_now());
+	double n = ops ? ops : 1;
+	if (ctl_fd == -1) {
+		metric(m, "cpu-ns/op", (local.user + local.sys) / n);
+		metric(m, "sys-ns/op", local.sys / n);
+		if (bytes_per_op > 0) {
+			metric(m, "cpu-ns/B", (local.user + local.sys) / n / bytes_per_op);
+			metric(m, "sys-ns/B", local.sys / n / bytes_per_op);
+		}
+	} else {
+		struct cpu remote = cpu_since(remote0, remote_cpu());
+		double cli = local.user + local.sys, srv = remote.user + remote.sys;
+		metric(m, "cpu-ns/op", (cli + srv) / n);
+		metric(m, "srv-cpu-ns/op", srv / n);
+		metric(m, "cli-cpu-ns/op", cli / n);
+		if (bytes_per_op > 0) {
+			metric(m, "cpu-ns/B", (cli + srv) / n / bytes_per_op);
+			metric(m, "srv-cpu-ns/B", srv / n / bytes_per_op);
+			metric(m, "cli-cpu-ns/B", cli / n / bytes_per_op);
+		}
+	}
+}
+
+/* report prints one Go benchmark result line: name, N, ns/op, then the
+ * metrics. */
+static void
+report(const char *name, long long n, double secs, const struct metrics *m)
+{
+	int i;
+	printf("%s-%d\t%10lld\t%12.0f ns/op", name, nproc, n, secs * 1e9 / (n ? n : 1));
+	for (i = 0; i < m->n; i++)
+		printf("\t%12.6g %s", m->v[i], m->unit[i]);
 	printf("\n");
 	fflush(stdout);
 }
@@ -377,16 +474,24 @@ hs_client(void *arg)
 	return NULL;
 }
 
+static int remote_service(const char *service, struct sockaddr_in *addr);
+static void print_header(void);
+
 /* run_handshakes runs k client threads against k server threads for the
  * bench time; with lifetime > 0 the server issues tickets and the clients
- * share one session file. */
+ * share one session file. With service, the server is the -connect one's
+ * service of that name (its protocols and lifetime are its own; lifetime
+ * here only asks for a session file). */
 static void
-run_handshakes(const char *name, int k, uint32_t protocols, int lifetime, int with_resumed, int plain)
+run_handshakes(const char *name, int k, uint32_t protocols, int lifetime, int with_resumed, int plain,
+    const char *service)
 {
 	struct hs_bench h;
-	struct tls_config *scfg;
+	struct tls_config *scfg = NULL;
+	struct metrics m = { 0 };
+	struct cpu cpu0, rcpu0 = { 0, 0 };
 	pthread_t *srv_th, *cli_th;
-	int session_fd = -1, i, warm;
+	int session_fd = -1, i, warm, nsrv = service ? 0 : k;
 	double start, secs;
 
 	if (!selected(name, 1))
@@ -395,25 +500,33 @@ run_handshakes(const char *name, int k, uint32_t protocols, int lifetime, int wi
 	h.plain = plain;
 	pthread_mutex_init(&h.mu, NULL);
 	pthread_mutex_init(&h.accept_mu, NULL);
-	scfg = server_config(protocols, lifetime);
-	if ((h.srv = tls_server()) == NULL)
-		die("tls_server failed");
-	if (tls_configure(h.srv, scfg) != 0)
-		die("tls_configure server: %s", tls_error(h.srv));
 	if (lifetime > 0)
 		session_fd = session_file();
 	h.ccfg = client_config(protocols, session_fd);
-	h.lfd = listen_loopback(&h.addr);
+	if (service != NULL) {
+		if (!remote_service(service, &h.addr))
+			die("%s: the server has no service %s", name, service);
+	} else {
+		scfg = server_config(protocols, lifetime);
+		if ((h.srv = tls_server()) == NULL)
+			die("tls_server failed");
+		if (tls_configure(h.srv, scfg) != 0)
+			die("tls_configure server: %s", tls_error(h.srv));
+		h.lfd = listen_loopback(&h.addr);
+	}
 
 	srv_th = calloc(k, sizeof(*srv_th));
 	cli_th = calloc(k, sizeof(*cli_th));
-	for (i = 0; i < k; i++)
+	for (i = 0; i < nsrv; i++)
 		if (pthread_create(&srv_th[i], NULL, hs_server, &h) != 0)
 			die("pthread_create");
 	/* One handshake first: it fills the session file, and warms up. */
 	if (!hs_client_once(&h, &warm))
 		die("%s: warm-up handshake failed", name);
 
+	if (service != NULL)
+		rcpu0 = remote_cpu();
+	cpu0 = cpu_now();
 	start = now();
 	for (i = 0; i < k; i++)
 		if (pthread_create(&cli_th[i], NULL, hs_client, &h) != 0)
@@ -424,23 +537,27 @@ run_handshakes(const char *name, int k, uint32_t protocols, int lifetime, int wi
 	for (i = 0; i < k; i++)
 		pthread_join(cli_th[i], NULL);
 	secs = now() - start;
-	shutdown(h.lfd, SHUT_RDWR);
-	for (i = 0; i < k; i++)
-		pthread_join(srv_th[i], NULL);
-	close(h.lfd);
+	if (plain)
+		metric(&m, "conns/s", h.done / secs);
+	else
+		metric(&m, "handshakes/s", h.done / secs);
+	if (with_resumed)
+		metric(&m, "resumed/op", (double)h.resumed / (h.done ? h.done : 1));
+	cpu_metrics(&m, h.done, 0, cpu0, rcpu0);
+	if (service == NULL) {
+		shutdown(h.lfd, SHUT_RDWR);
+		for (i = 0; i < nsrv; i++)
+			pthread_join(srv_th[i], NULL);
+		close(h.lfd);
+	}
 	if (h.failed)
 		die("%s: a handshake failed", name);
+	report(name, h.done, secs, &m);
 
-	if (plain)
-		report(name, h.done, secs, "conns/s", h.done / secs, (const char *)NULL);
-	else if (with_resumed)
-		report(name, h.done, secs, "handshakes/s", h.done / secs,
-		    "resumed/op", (double)h.resumed / (h.done ? h.done : 1), (const char *)NULL);
-	else
-		report(name, h.done, secs, "handshakes/s", h.done / secs, (const char *)NULL);
-
-	tls_free(h.srv);
-	tls_config_free(scfg);
+	if (h.srv != NULL)
+		tls_free(h.srv);
+	if (scfg != NULL)
+		tls_config_free(scfg);
 	tls_config_free(h.ccfg);
 	if (session_fd != -1)
 		close(session_fd);
@@ -545,6 +662,8 @@ static void
 run_bulk(const char *name, size_t chunk)
 {
 	struct conn_pair p;
+	struct metrics m = { 0 };
+	struct cpu cpu0;
 	char *rbuf;
 	long long ops = 0;
 	double start, secs;
@@ -553,6 +672,7 @@ run_bulk(const char *name, size_t chunk)
 		return;
 	pair_open(&p);
 	rbuf = malloc(READ_BUF);
+	cpu0 = cpu_now();
 	start = now();
 	do {
 		struct bulk_arg a = { .p = &p, .chunk = chunk, .total = bulk_total };
@@ -569,7 +689,9 @@ run_bulk(const char *name, size_t chunk)
 		ops++;
 	} while (now() - start < bench_secs);
 	secs = now() - start;
-	report(name, ops, secs, "MB/s", bulk_total * (double)ops / secs / 1e6, (const char *)NULL);
+	metric(&m, "MB/s", bulk_total * (double)ops / secs / 1e6);
+	cpu_metrics(&m, ops, (double)bulk_total, cpu0, cpu0);
+	report(name, ops, secs, &m);
 	free(rbuf);
 	pair_close(&p);
 }
@@ -678,9 +800,14 @@ run_idle(const char *name, int n)
 		die("bad client report %s", msg);
 	secs = now() - start;
 	proc_status(&threads, &rss1);
-	report(name, 1, secs, "threads", (double)threads, "RSS-B/conn", (double)(rss1 - rss0) / n,
-	    "client-threads", (double)cthreads, "client-RSS-B/conn", (double)crss / n,
-	    (const char *)NULL);
+	{
+		struct metrics m = { 0 };
+		metric(&m, "threads", (double)threads);
+		metric(&m, "RSS-B/conn", (double)(rss1 - rss0) / n);
+		metric(&m, "client-threads", (double)cthreads);
+		metric(&m, "client-RSS-B/conn", (double)crss / n);
+		report(name, 1, secs, &m);
+	}
 	close(hold_pipe[1]);
 	waitpid(pid, NULL, 0);
 	close(report_pipe[0]);
@@ -693,6 +820,308 @@ run_idle(const char *name, int n)
 	close(lfd);
 	tls_free(srv);
 	tls_config_free(scfg);
+}
+
+/* --- two processes: -serve and -connect ------------------------------------ */
+
+/* The services of -serve, by name; the -connect client asks for their
+ * ports. protocols 0 and lifetime 0 are libtls's defaults. */
+#define NSERVICES 6
+static const struct {
+	const char *name;
+	uint32_t protocols;
+	int lifetime;
+	int bulk;       /* the bulk peer, not the handshake one */
+	int concurrent; /* one thread per concurrent client */
+} services[NSERVICES] = {
+	{ "full/tls12", TLS_PROTOCOL_TLSv1_2, 0, 0, 0 },
+	{ "full/tls13", TLS_PROTOCOL_TLSv1_3, 0, 0, 0 },
+	{ "resumed/tls12", TLS_PROTOCOL_TLSv1_2, 3600, 0, 0 },
+	{ "resumed/tls13", TLS_PROTOCOL_TLSv1_3, 3600, 0, 0 },
+	{ "scaling", 0, 0, 0, 1 },
+	{ "bulk", 0, 0, 1, 0 },
+};
+
+/* read_full reads exactly len bytes: 1 when done, 0 at a clean end of
+ * stream before the first byte, -1 otherwise. */
+static int
+read_full(struct tls *t, int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = do_read(t, fd, p + got, len - got);
+		if (n <= 0)
+			return n == 0 && got == 0 ? 0 : -1;
+		got += n;
+	}
+	return 1;
+}
+
+/* bulk_server serves the bulk service: per op, an 8-byte big-endian
+ * count, that many bytes (read with a READ_BUF buffer), one byte back. */
+static void *
+bulk_server(void *arg)
+{
+	struct hs_bench *h = arg;
+	char *buf = malloc(READ_BUF), ack = 1;
+	for (;;) {
+		struct tls *c = NULL;
+		unsigned char hdr[8];
+		int fd = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC), rc, i;
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			free(buf);
+			return NULL;
+		}
+		nodelay(fd);
+		pthread_mutex_lock(&h->accept_mu);
+		rc = tls_accept_socket(h->srv, &c, fd);
+		pthread_mutex_unlock(&h->accept_mu);
+		if (rc != 0)
+			die("tls_accept_socket: %s", tls_error(h->srv));
+		if (do_handshake(c, fd) != 0)
+			fprintf(stderr, "bench: bulk server: %s\n", tls_error(c));
+		else
+			while ((rc = read_full(c, fd, hdr, sizeof(hdr))) == 1) {
+				long long total = 0, got = 0;
+				for (i = 0; i < 8; i++)
+					total = total << 8 | hdr[i];
+				while (got < total) {
+					size_t want = total - got < READ_BUF ? (size_t)(total - got) : READ_BUF;
+					ssize_t n = do_read(c, fd, buf, want);
+					if (n <= 0)
+						break;
+					got += n;
+				}
+				if (got < total || do_write(c, fd, &ack, 1) != 0) {
+					fprintf(stderr, "bench: bulk server: %s\n", tls_error(c));
+					break;
+				}
+			}
+		do_close(c, fd);
+		tls_free(c);
+		close(fd);
+	}
+}
+
+/* serve is -serve: the services on loopback, then the control port in this
+ * thread until "quit" (or SIGALRM after timeout seconds). */
+static void
+serve(const int *clients, int nclients, int timeout)
+{
+	static struct hs_bench h[NSERVICES];
+	struct sockaddr_in caddr;
+	char ports[512] = "", line[128], reply[640];
+	size_t off = 0;
+	int lfd, i, j, threads = 1;
+
+	for (i = 0; i < nclients; i++)
+		if (clients[i] > threads)
+			threads = clients[i];
+	for (i = 0; i < NSERVICES; i++) {
+		struct tls_config *cfg = server_config(services[i].protocols, services[i].lifetime);
+		int n = services[i].concurrent ? threads : 1;
+		pthread_mutex_init(&h[i].mu, NULL);
+		pthread_mutex_init(&h[i].accept_mu, NULL);
+		if ((h[i].srv = tls_server()) == NULL || tls_configure(h[i].srv, cfg) != 0)
+			die("server context for %s failed", services[i].name);
+		h[i].lfd = listen_loopback(&h[i].addr);
+		for (j = 0; j < n; j++) {
+			pthread_t th;
+			if (pthread_create(&th, NULL, services[i].bulk ? bulk_server : hs_server, &h[i]) != 0)
+				die("pthread_create");
+			pthread_detach(th);
+		}
+		off += snprintf(ports + off, sizeof(ports) - off, " %s=%d", services[i].name,
+		    ntohs(h[i].addr.sin_port));
+	}
+	lfd = listen_loopback(&caddr);
+	if (timeout > 0)
+		alarm(timeout);
+	printf("control 127.0.0.1:%d\n", ntohs(caddr.sin_port));
+	fflush(stdout);
+	for (;;) {
+		FILE *in;
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			die("control accept: %s", strerror(errno));
+		}
+		if ((in = fdopen(fd, "r")) == NULL)
+			die("fdopen: %s", strerror(errno));
+		while (fgets(line, sizeof(line), in) != NULL) {
+			line[strcspn(line, "\r\n")] = '\0';
+			if (strcmp(line, "cpu") == 0) {
+				struct cpu c = cpu_now();
+				snprintf(reply, sizeof(reply), "cpu %.0f %.0f\n", c.user, c.sys);
+			} else if (strcmp(line, "ports") == 0)
+				snprintf(reply, sizeof(reply), "ports%s\n", ports);
+			else if (strcmp(line, "quit") == 0)
+				exit(0);
+			else
+				snprintf(reply, sizeof(reply), "error unknown command %s\n", line);
+			write_full(fd, reply, strlen(reply));
+		}
+		fclose(in);
+	}
+}
+
+/* The -connect side: the control connection and the services' ports. */
+static struct sockaddr_in remote_addr;
+static struct {
+	char name[32];
+	int port;
+} remotes[NSERVICES];
+static int nremotes;
+
+static void
+ctl_ask(const char *cmd, char *reply, size_t len)
+{
+	char line[64];
+	snprintf(line, sizeof(line), "%s\n", cmd);
+	write_full(ctl_fd, line, strlen(line));
+	if (fgets(reply, len, ctl_in) == NULL)
+		die("the server's control connection closed");
+	reply[strcspn(reply, "\r\n")] = '\0';
+}
+
+static struct cpu
+remote_cpu(void)
+{
+	char reply[128];
+	struct cpu c;
+	ctl_ask("cpu", reply, sizeof(reply));
+	if (sscanf(reply, "cpu %lf %lf", &c.user, &c.sys) != 2)
+		die("bad cpu reply %s", reply);
+	return c;
+}
+
+static int
+remote_service(const char *service, struct sockaddr_in *addr)
+{
+	int i;
+	for (i = 0; i < nremotes; i++)
+		if (strcmp(remotes[i].name, service) == 0) {
+			*addr = remote_addr;
+			addr->sin_port = htons(remotes[i].port);
+			return 1;
+		}
+	return 0;
+}
+
+/* ctl_open connects to the control port at host:port (an IPv4 address)
+ * and asks for the ports of the services. */
+static void
+ctl_open(const char *hostport)
+{
+	char host[64], reply[640], *tok, *save = NULL;
+	const char *colon = strrchr(hostport, ':');
+	if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host))
+		die("bad -connect address %s", hostport);
+	memcpy(host, hostport, colon - hostport);
+	host[colon - hostport] = '\0';
+	memset(&remote_addr, 0, sizeof(remote_addr));
+	remote_addr.sin_family = AF_INET;
+	remote_addr.sin_port = htons(atoi(colon + 1));
+	if (inet_pton(AF_INET, host, &remote_addr.sin_addr) != 1)
+		die("bad -connect address %s", hostport);
+	ctl_fd = dial(&remote_addr);
+	if ((ctl_in = fdopen(dup(ctl_fd), "r")) == NULL)
+		die("fdopen: %s", strerror(errno));
+	ctl_ask("ports", reply, sizeof(reply));
+	if (strncmp(reply, "ports", 5) != 0)
+		die("bad ports reply %s", reply);
+	for (tok = strtok_r(reply + 5, " ", &save); tok != NULL && nremotes < NSERVICES;
+	     tok = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(tok, '=');
+		if (eq == NULL || (size_t)(eq - tok) >= sizeof(remotes[0].name))
+			die("bad ports reply");
+		memcpy(remotes[nremotes].name, tok, eq - tok);
+		remotes[nremotes].name[eq - tok] = '\0';
+		remotes[nremotes++].port = atoi(eq + 1);
+	}
+}
+
+/* run_bulk_remote is the Bulk scenario against the -connect server's bulk service: one
+ * connection (default protocols); one op sends the count, bulk_total bytes
+ * in writes of chunk, and waits for the byte back. */
+static void
+run_bulk_remote(const char *name, size_t chunk)
+{
+	struct sockaddr_in addr;
+	struct tls_config *ccfg;
+	struct tls *t;
+	struct metrics m = { 0 };
+	struct cpu cpu0, rcpu0;
+	unsigned char hdr[8];
+	char *buf, ack;
+	long long ops = 0;
+	double start, secs;
+	int fd, i;
+
+	if (!selected(name, 1))
+		return;
+	if (!remote_service("bulk", &addr))
+		die("%s: the server has no bulk service", name);
+	ccfg = client_config(0, -1);
+	fd = dial(&addr);
+	if ((t = tls_client()) == NULL || tls_configure(t, ccfg) != 0 ||
+	    tls_connect_socket(t, fd, SERVER_NAME) != 0 || do_handshake(t, fd) != 0)
+		die("%s: handshake: %s", name, t ? tls_error(t) : "tls_client failed");
+	for (i = 0; i < 8; i++)
+		hdr[i] = (unsigned char)(bulk_total >> (56 - 8 * i));
+	buf = calloc(1, chunk);
+	rcpu0 = remote_cpu();
+	cpu0 = cpu_now();
+	start = now();
+	do {
+		long long sent = 0;
+		if (do_write(t, fd, hdr, sizeof(hdr)) != 0)
+			die("%s: write: %s", name, tls_error(t));
+		while (sent < bulk_total) {
+			size_t n = chunk;
+			if ((long long)n > bulk_total - sent)
+				n = bulk_total - sent;
+			if (do_write(t, fd, buf, n) != 0)
+				die("%s: write: %s", name, tls_error(t));
+			sent += n;
+		}
+		if (do_read(t, fd, &ack, 1) != 1)
+			die("%s: no answer: %s", name, tls_error(t));
+		ops++;
+	} while (now() - start < bench_secs);
+	secs = now() - start;
+	metric(&m, "MB/s", bulk_total * (double)ops / secs / 1e6);
+	cpu_metrics(&m, ops, (double)bulk_total, cpu0, rcpu0);
+	report(name, ops, secs, &m);
+	do_close(t, fd);
+	tls_free(t);
+	close(fd);
+	tls_config_free(ccfg);
+	free(buf);
+}
+
+/* connect_all is -connect: every two-process scenario -run selects. */
+static void
+connect_all(const char *hostport, const int *clients, int nclients)
+{
+	char name[128];
+	int i;
+	ctl_open(hostport);
+	print_header();
+	run_handshakes("BenchmarkHandshake/full/tls12", 1, TLS_PROTOCOL_TLSv1_2, 0, 1, 0, "full/tls12");
+	run_handshakes("BenchmarkHandshake/full/tls13", 1, TLS_PROTOCOL_TLSv1_3, 0, 1, 0, "full/tls13");
+	run_handshakes("BenchmarkHandshake/resumed/tls12", 1, TLS_PROTOCOL_TLSv1_2, 3600, 1, 0, "resumed/tls12");
+	run_handshakes("BenchmarkHandshake/resumed/tls13", 1, TLS_PROTOCOL_TLSv1_3, 3600, 1, 0, "resumed/tls13");
+	run_bulk_remote("BenchmarkBulk/16KiB", 16 * 1024);
+	run_bulk_remote("BenchmarkBulk/1KiB", 1024);
+	for (i = 0; i < nclients; i++) {
+		snprintf(name, sizeof(name), "BenchmarkScaling/handshakes/clients=%d", clients[i]);
+		run_handshakes(name, clients[i], 0, 0, 0, 0, "scaling");
+	}
 }
 
 /* --- main ---------------------------------------------------------------- */
@@ -769,8 +1198,8 @@ main(int argc, char **argv)
 	int clients[16] = { 1, 2, 8, 64 }, nclients = 4;
 	int idle[16] = { 1000 }, nidle = 1;
 	char name[128];
-	const char *e;
-	int i;
+	const char *e, *connect_addr = NULL;
+	int i, serve_mode = 0, timeout = 3600;
 
 	signal(SIGPIPE, SIG_IGN);
 	nproc = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -782,6 +1211,10 @@ main(int argc, char **argv)
 		nidle = parse_list(e, idle, 16);
 	for (i = 1; i < argc; i++) {
 		const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(opt, "-serve") == 0) {
+			serve_mode = 1;
+			continue;
+		}
 		if (val == NULL)
 			die("%s needs a value", opt);
 		i++;
@@ -799,6 +1232,10 @@ main(int argc, char **argv)
 			nclients = parse_list(val, clients, 16);
 		else if (strcmp(opt, "-idle") == 0)
 			nidle = parse_list(val, idle, 16);
+		else if (strcmp(opt, "-connect") == 0)
+			connect_addr = val;
+		else if (strcmp(opt, "-timeout") == 0)
+			timeout = atoi(val);
 		else if (strcmp(opt, "-run") == 0) {
 			if (regcomp(&run_re, val, REG_EXTENDED | REG_NOSUB) != 0)
 				die("bad -run expression %s", val);
@@ -806,24 +1243,36 @@ main(int argc, char **argv)
 		} else
 			die("unknown option %s", opt);
 	}
-	if (ca_file == NULL || cert_file == NULL || key_file == NULL)
+	if ((!connect_addr && (cert_file == NULL || key_file == NULL)) || (!serve_mode && ca_file == NULL) ||
+	    (serve_mode && connect_addr))
 		die("usage: bench -ca ca.pem -cert cert.pem -key key.pem [-benchtime 1s] "
-		    "[-bulk 1GiB] [-clients 1,2,8,64] [-idle 1000] [-run REGEX]");
+		    "[-bulk 1GiB] [-clients 1,2,8,64] [-idle 1000] [-run REGEX]\n"
+		    "       bench -cert cert.pem -key key.pem -serve [-clients 1,8] [-timeout 3600]\n"
+		    "       bench -ca ca.pem -connect 127.0.0.1:PORT [-benchtime 1s] [-bulk 1GiB] "
+		    "[-clients 1,8] [-run REGEX]");
 	if (tls_init() != 0)
 		die("tls_init failed");
+	if (serve_mode) {
+		serve(clients, nclients, timeout);
+		return 0;
+	}
+	if (connect_addr != NULL) {
+		connect_all(connect_addr, clients, nclients);
+		return 0;
+	}
 
 	print_header();
-	run_handshakes("BenchmarkHandshake/full/tls12", 1, TLS_PROTOCOL_TLSv1_2, 0, 1, 0);
-	run_handshakes("BenchmarkHandshake/full/tls13", 1, TLS_PROTOCOL_TLSv1_3, 0, 1, 0);
-	run_handshakes("BenchmarkHandshake/resumed/tls12", 1, TLS_PROTOCOL_TLSv1_2, 3600, 1, 0);
-	run_handshakes("BenchmarkHandshake/resumed/tls13", 1, TLS_PROTOCOL_TLSv1_3, 3600, 1, 0);
-	run_handshakes("BenchmarkPlainTCP", 1, 0, 0, 0, 1);
+	run_handshakes("BenchmarkHandshake/full/tls12", 1, TLS_PROTOCOL_TLSv1_2, 0, 1, 0, NULL);
+	run_handshakes("BenchmarkHandshake/full/tls13", 1, TLS_PROTOCOL_TLSv1_3, 0, 1, 0, NULL);
+	run_handshakes("BenchmarkHandshake/resumed/tls12", 1, TLS_PROTOCOL_TLSv1_2, 3600, 1, 0, NULL);
+	run_handshakes("BenchmarkHandshake/resumed/tls13", 1, TLS_PROTOCOL_TLSv1_3, 3600, 1, 0, NULL);
+	run_handshakes("BenchmarkPlainTCP", 1, 0, 0, 0, 1, NULL);
 	run_bulk("BenchmarkBulk/16KiB", 16 * 1024);
 	run_bulk("BenchmarkBulk/1KiB", 1024);
 	for (i = 0; i < nclients; i++) {
 		snprintf(name, sizeof(name), "BenchmarkScaling/handshakes/clients=%d", clients[i]);
 		if (have_run_re && selected(name, 0))
-			run_handshakes(name, clients[i], 0, 0, 0, 0);
+			run_handshakes(name, clients[i], 0, 0, 0, 0, NULL);
 	}
 	for (i = 0; i < nidle; i++) {
 		snprintf(name, sizeof(name), "BenchmarkScaling/idle/conns=%d", idle[i]);

@@ -138,6 +138,7 @@ func BenchmarkPlainTCP(b *testing.B) {
 	}()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := benchenv.CPUNow()
 	for range b.N {
 		nc, err := benchenv.Dial(addr)
 		check(b, err)
@@ -149,6 +150,7 @@ func BenchmarkPlainTCP(b *testing.B) {
 		nc.Close()
 	}
 	b.StopTimer()
+	benchenv.ReportCPU(b, cpu, 0)
 	l.Close()
 	<-done
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
@@ -200,6 +202,7 @@ func BenchmarkBulk(b *testing.B) {
 			b.SetBytes(total)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := benchenv.CPUNow()
 			for range b.N {
 				errc := make(chan error, 1)
 				go func() {
@@ -220,6 +223,8 @@ func BenchmarkBulk(b *testing.B) {
 				}
 				check(b, <-errc)
 			}
+			b.StopTimer()
+			benchenv.ReportCPU(b, cpu, total)
 		})
 	}
 }
@@ -253,9 +258,12 @@ func BenchmarkReadWrite(b *testing.B) {
 			b.SetBytes(2 * int64(sz.n))
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := benchenv.CPUNow()
 			for range b.N {
 				op()
 			}
+			b.StopTimer()
+			benchenv.ReportCPU(b, cpu, 0)
 		})
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Check fails tb if err is not nil.
@@ -43,18 +44,28 @@ func EnvList(tb testing.TB, name, def string) []int {
 	if s == "" {
 		s = def
 	}
+	out, err := ParseList(s)
+	if err != nil {
+		tb.Fatalf("%s: %v", name, err)
+	}
+	return out
+}
+
+// ParseList parses a comma-separated list of positive counts; "none" is the
+// empty list.
+func ParseList(s string) ([]int, error) {
 	var out []int
 	if s == "none" {
-		return out
+		return out, nil
 	}
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n <= 0 {
-			tb.Fatalf("%s: bad count %q", name, f)
+			return nil, fmt.Errorf("bad count %q", f)
 		}
 		out = append(out, n)
 	}
-	return out
+	return out, nil
 }
 
 // BulkTotal is GOLIBTLS_BENCH_BULK in bytes (default 1 GiB); it takes the
@@ -64,6 +75,17 @@ func BulkTotal(tb testing.TB) int64 {
 	if s == "" {
 		return 1 << 30
 	}
+	n, err := ParseSize(s)
+	if err != nil {
+		tb.Fatalf("GOLIBTLS_BENCH_BULK: %v", err)
+	}
+	return n
+}
+
+// ParseSize parses a positive byte count with an optional suffix KiB, MiB
+// or GiB.
+func ParseSize(s string) (int64, error) {
+	orig := s
 	mult := int64(1)
 	for _, u := range []struct {
 		suffix string
@@ -76,9 +98,9 @@ func BulkTotal(tb testing.TB) int64 {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n <= 0 {
-		tb.Fatalf("GOLIBTLS_BENCH_BULK: bad size %q", os.Getenv("GOLIBTLS_BENCH_BULK"))
+		return 0, fmt.Errorf("bad size %q", orig)
 	}
-	return n * mult
+	return n * mult, nil
 }
 
 // PKI is the benchmark PKI: PEM files and their crypto/tls forms.
@@ -119,6 +141,43 @@ func LoadPKI(gen func() (caPEM, certPEM, keyPEM []byte, err error)) (*PKI, error
 	return p, nil
 }
 
+// --- CPU time --------------------------------------------------------------------
+
+// CPU is the CPU time this process has used so far, all threads together,
+// from getrusage(RUSAGE_SELF): user and system.
+type CPU struct{ User, Sys time.Duration }
+
+// CPUNow returns the process's CPU time.
+func CPUNow() CPU {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return CPU{}
+	}
+	return CPU{User: time.Duration(ru.Utime.Nano()), Sys: time.Duration(ru.Stime.Nano())}
+}
+
+// Sub returns c - d.
+func (c CPU) Sub(d CPU) CPU { return CPU{User: c.User - d.User, Sys: c.Sys - d.Sys} }
+
+// Total is user + system time.
+func (c CPU) Total() time.Duration { return c.User + c.Sys }
+
+// ReportCPU reports the CPU time the process used since start, per op:
+// cpu-ns/op (user+sys) and sys-ns/op, and with bytesPerOp > 0 also per byte
+// of payload (cpu-ns/B, sys-ns/B). Call it right after b.StopTimer, with
+// start taken right after b.ResetTimer; ops is b.N.
+func ReportCPU(b *testing.B, start CPU, bytesPerOp int64) {
+	used := CPUNow().Sub(start)
+	ops := float64(max(b.N, 1))
+	b.ReportMetric(float64(used.Total())/ops, "cpu-ns/op")
+	b.ReportMetric(float64(used.Sys)/ops, "sys-ns/op")
+	if bytesPerOp > 0 {
+		bytes := ops * float64(bytesPerOp)
+		b.ReportMetric(float64(used.Total())/bytes, "cpu-ns/B")
+		b.ReportMetric(float64(used.Sys)/bytes, "sys-ns/B")
+	}
+}
+
 // --- sockets ---------------------------------------------------------------------
 
 // The benchmark sockets are set up like the C harness's: TCP_NODELAY (Go's
@@ -132,9 +191,15 @@ var (
 // Listen opens a loopback TCP listener and returns it with its address.
 func Listen(tb testing.TB) (net.Listener, string) {
 	tb.Helper()
-	l, err := listenConfig.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	l, err := ListenLoopback()
 	Check(tb, err)
 	return l, l.Addr().String()
+}
+
+// ListenLoopback opens a TCP listener on a free loopback port, without
+// keep-alive on the accepted connections.
+func ListenLoopback() (net.Listener, error) {
+	return listenConfig.Listen(context.Background(), "tcp", "127.0.0.1:0")
 }
 
 // Dial connects to addr over TCP, without keep-alive.
@@ -215,14 +280,16 @@ func Serve(l net.Listener, peer Peer, concurrent bool) (wait func() (int64, erro
 }
 
 // Handshakes runs once (a client handshake, reporting whether it resumed)
-// once untimed and then b.N times, checks wait, and reports handshakes/s and
-// resumed/op.
+// once untimed and then b.N times, checks wait, and reports handshakes/s,
+// resumed/op and the CPU time per handshake (ReportCPU: both ends, as they
+// share the process).
 func Handshakes(b *testing.B, once func() (bool, error), wait func() (int64, error)) {
 	if _, err := once(); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := CPUNow()
 	resumed := 0
 	for range b.N {
 		r, err := once()
@@ -234,6 +301,7 @@ func Handshakes(b *testing.B, once func() (bool, error), wait func() (int64, err
 		}
 	}
 	b.StopTimer()
+	ReportCPU(b, cpu, 0)
 	if _, err := wait(); err != nil {
 		b.Fatal(err)
 	}
@@ -242,13 +310,14 @@ func Handshakes(b *testing.B, once func() (bool, error), wait func() (int64, err
 }
 
 // ConcurrentHandshakes runs once b.N times in all from k goroutines, checks
-// wait, and reports handshakes/s.
+// wait, and reports handshakes/s and the CPU time per handshake.
 func ConcurrentHandshakes(b *testing.B, k int, once func() (bool, error), wait func() (int64, error)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errc := make(chan error, k)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := CPUNow()
 	for range k {
 		wg.Add(1)
 		go func() {
@@ -263,6 +332,7 @@ func ConcurrentHandshakes(b *testing.B, k int, once func() (bool, error), wait f
 	}
 	wg.Wait()
 	b.StopTimer()
+	ReportCPU(b, cpu, 0)
 	select {
 	case err := <-errc:
 		b.Fatal(err)
