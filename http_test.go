@@ -32,7 +32,7 @@ func sha256Handler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c, ok := r.Context().Value(connKey{}).(*Conn); ok {
-		st := c.ConnectionState()
+		st := c.ConnInfo()
 		w.Header().Set("X-Libtls-Version", st.Version)
 		w.Header().Set("X-Libtls-Server-Name", st.ServerName)
 	}
