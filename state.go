@@ -63,6 +63,11 @@ import (
 //
 // Before the handshake completes only ServerName is set, on a client. The
 // facts outlive Close. ConnInfo has what libtls reports beyond these.
+//
+// http.Server.Serve over a golibtls listener reads ConnectionState before
+// the connection's first Read runs the handshake, so its Request.TLS shows
+// a handshake that has not completed; libtlshttp.Serve runs the handshake
+// first.
 func (c *Conn) ConnectionState() tls.ConnectionState {
 	if !c.handshakeOK() {
 		var cs tls.ConnectionState

@@ -100,9 +100,7 @@ func TestServePlainHTTP(t *testing.T) {
 // address and libtls's message; a silent client is cut off at the
 // handshake timeout.
 func TestServeHandshakeErrors(t *testing.T) {
-	ts := startServe(t, serverConfig(t, 0), http.HandlerFunc(factsHandler), func(s *http.Server) {
-		s.ReadHeaderTimeout = 300 * time.Millisecond
-	})
+	ts := startServe(t, serverConfig(t, 0), http.HandlerFunc(factsHandler), nil)
 	addr := ts.ln.Addr().String()
 
 	// A client that does not trust the certificate aborts with an alert.
@@ -116,7 +114,10 @@ func TestServeHandshakeErrors(t *testing.T) {
 	require.Equal(t, int64(1), ts.lsrv.Stats().Failures.TLS)
 
 	// A client that says nothing is closed after ReadHeaderTimeout.
-	raw, err := net.Dial("tcp", addr)
+	ts = startServe(t, serverConfig(t, 0), http.HandlerFunc(factsHandler), func(s *http.Server) {
+		s.ReadHeaderTimeout = 300 * time.Millisecond
+	})
+	raw, err := net.Dial("tcp", ts.ln.Addr().String())
 	require.NoError(t, err)
 	defer raw.Close()
 	start := time.Now()
