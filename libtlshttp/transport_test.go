@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,13 +18,14 @@ import (
 )
 
 // goFactsServer is an httptest TLS server (crypto/tls) with HTTP/2 on or
-// off and TLS versions up to maxVersion, and a libtls client Config that
-// trusts its certificate.
-func goFactsServer(t *testing.T, h2 bool, maxVersion uint16) (*httptest.Server, *libtls.Config) {
+// off and TLS versions up to maxVersion, logging into logs, and a libtls
+// client Config that trusts its certificate.
+func goFactsServer(t *testing.T, h2 bool, maxVersion uint16, logs io.Writer) (*httptest.Server, *libtls.Config) {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(factsHandler))
 	ts.EnableHTTP2 = h2
 	ts.TLS = &tls.Config{MaxVersion: maxVersion}
+	ts.Config.ErrorLog = newLogger(logs)
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	cfg, err := libtls.NewConfig()
@@ -42,10 +44,12 @@ func TestTransportHTTPTest(t *testing.T) {
 	for _, h2 := range []bool{true, false} {
 		for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 			t.Run(fmt.Sprintf("h2=%v/%s", h2, tls.VersionName(v)), func(t *testing.T) {
-				ts1, cfg := goFactsServer(t, h2, v)
+				logs := &lockedBuffer{}
+				ts1, cfg := goFactsServer(t, h2, v, logs)
 				ts2 := httptest.NewUnstartedServer(http.HandlerFunc(factsHandler))
 				ts2.EnableHTTP2 = h2
 				ts2.TLS = &tls.Config{MaxVersion: v, Certificates: ts1.TLS.Certificates}
+				ts2.Config.ErrorLog = newLogger(logs)
 				ts2.StartTLS()
 				t.Cleanup(ts2.Close)
 				tr := NewTransport(cfg)
@@ -74,6 +78,7 @@ func TestTransportHTTPTest(t *testing.T) {
 					require.Equal(t, want, f.Resumed, "the server agrees")
 					tr.CloseIdleConnections()
 				}
+				require.Empty(t, logs.String(), "the servers saw no error")
 			})
 		}
 	}
@@ -177,7 +182,7 @@ func TestTransportContext(t *testing.T) {
 // TestTransportErrors: a certificate that does not verify and URLs the
 // Transport does not handle.
 func TestTransportErrors(t *testing.T) {
-	ts, _ := goFactsServer(t, true, 0)
+	ts, _ := goFactsServer(t, true, 0, io.Discard) // its handshake errors are this test's
 	client, _ := libtlsClient(t, nil) // trusts the test CA, not httptest's
 	_, _, err := tryDo(client, http.MethodGet, ts.URL, nil)
 	require.ErrorContains(t, err, "certificate verification failed")
