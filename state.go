@@ -78,14 +78,15 @@ func (c *Conn) ConnectionState() tls.ConnectionState {
 	}
 	s := &c.state
 	cs := tls.ConnectionState{
-		Version:                    s.version,
-		HandshakeComplete:          true,
-		DidResume:                  s.resumed,
-		CipherSuite:                s.cipher.id,
-		NegotiatedProtocol:         s.alpn,
-		NegotiatedProtocolIsMutual: true,
-		ServerName:                 s.serverName,
+		Version:            s.version,
+		HandshakeComplete:  true,
+		DidResume:          s.resumed,
+		CipherSuite:        s.cipher.id,
+		NegotiatedProtocol: s.alpn,
+		ServerName:         s.serverName,
 	}
+	//lint:ignore SA1019 crypto/tls always sets it, and older readers still check it.
+	cs.NegotiatedProtocolIsMutual = true
 	if d := c.details(); d != nil && len(d.chainPEM) > 0 {
 		// A chain that does not parse is left out rather than guessed at;
 		// ConnInfo().PeerCertificates reports the error.

@@ -183,7 +183,7 @@ func TestTransportContext(t *testing.T) {
 // Transport does not handle.
 func TestTransportErrors(t *testing.T) {
 	ts, _ := goFactsServer(t, true, 0, io.Discard) // its handshake errors are this test's
-	client, _ := libtlsClient(t, nil) // trusts the test CA, not httptest's
+	client, _ := libtlsClient(t, nil)              // trusts the test CA, not httptest's
 	_, _, err := tryDo(client, http.MethodGet, ts.URL, nil)
 	require.ErrorContains(t, err, "certificate verification failed")
 	var le *libtls.Error
