@@ -75,7 +75,7 @@ type Conn struct {
 
 	hsDone atomic.Bool // set after hsErr and state are final
 	hsErr  error
-	state  ConnectionState
+	state  connState // state.go
 
 	closed  atomic.Bool
 	closing chan struct{} // closed by Close: ends waits for session locks
@@ -272,11 +272,15 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	}
 	c.hsErr = err
 	c.hsDone.Store(true)
+	c.countHandshake(err) // hook: stats.go
 	return err
 }
 
 func (c *Conn) handshake(ctx context.Context) error {
 	if !c.isClient {
+		if err := c.checkFirstRecord(); err != nil { // hook: recordheader.go
+			return err
+		}
 		if err := c.cfg.ensureTicketKeys(c); err != nil {
 			return err
 		}
@@ -493,6 +497,7 @@ func (c *Conn) free() {
 	c.cMu.Lock()
 	freedCtx := c.ctx != nil
 	if freedCtx {
+		c.keepState() // hook: state.go, the facts ConnInfo has not read yet
 		freeContext(c.ctx)
 		c.ctx = nil
 	}
@@ -545,24 +550,3 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadl
 // NetConn returns the underlying connection. Reading from or writing to it
 // directly corrupts the TLS stream.
 func (c *Conn) NetConn() net.Conn { return c.conn }
-
-// SessionResumed reports whether the handshake resumed a previous session
-// (tls_conn_session_resumed), on client and server connections alike. It
-// is false before the handshake completes.
-func (c *Conn) SessionResumed() bool {
-	return c.hsDone.Load() && c.hsErr == nil && c.state.SessionResumed
-}
-
-// ConnectionState returns facts about the connection. Before the handshake
-// completes only HandshakeComplete (false) and ServerName (on a client) are
-// set.
-func (c *Conn) ConnectionState() ConnectionState {
-	if c.hsDone.Load() && c.hsErr == nil {
-		return c.state
-	}
-	s := ConnectionState{}
-	if c.isClient {
-		s.ServerName = c.sni
-	}
-	return s
-}

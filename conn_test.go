@@ -147,15 +147,15 @@ func goServer(t testing.TB, cfg *tls.Config, handle func(*tls.Conn)) *testServer
 }
 
 // libtlsServer is a golibtls server (NewListener) on loopback.
-func libtlsServer(t testing.TB, cfg *Config, handle func(*Conn)) *testServer[*Conn, ConnectionState] {
+func libtlsServer(t testing.TB, cfg *Config, handle func(*Conn)) *testServer[*Conn, ConnInfo] {
 	t.Helper()
 	l, err := NewListener(loopback(t), cfg)
 	require.NoError(t, err)
 	return runTestServer(t, l,
 		func(c net.Conn) *Conn { return c.(*Conn) },
-		func(ctx context.Context, c *Conn) (ConnectionState, error) {
+		func(ctx context.Context, c *Conn) (ConnInfo, error) {
 			err := c.HandshakeContext(ctx)
-			return c.ConnectionState(), err
+			return c.ConnInfo(), err
 		}, handle)
 }
 
@@ -376,7 +376,7 @@ func (v tlsVersion) apply(t testing.TB, cfg *Config, gcfg *tls.Config) {
 
 // checkPeerCert checks every tls_peer_cert_* fact against the certificate
 // the peer was configured with.
-func checkPeerCert(t testing.TB, st ConnectionState, want *x509.Certificate) {
+func checkPeerCert(t testing.TB, st ConnInfo, want *x509.Certificate) {
 	t.Helper()
 	require.True(t, st.PeerCertificateProvided)
 	certs, err := st.PeerCertificates()
@@ -392,22 +392,25 @@ func checkPeerCert(t testing.TB, st ConnectionState, want *x509.Certificate) {
 	require.True(t, bytes.HasPrefix(st.PeerCertificateChainPEM, []byte("-----BEGIN CERTIFICATE-----\n")))
 }
 
-// checkState checks a golibtls side's ConnectionState against the crypto/tls
+// checkState checks a golibtls side's ConnInfo against the crypto/tls
 // peer's view of the same connection.
-func checkState(t testing.TB, st ConnectionState, peer tls.ConnectionState, version string) {
+func checkState(t testing.TB, st ConnInfo, peer tls.ConnectionState, version string) {
 	t.Helper()
 	require.True(t, st.HandshakeComplete)
 	require.Equal(t, version, st.Version)
 	require.Equal(t, version, strings.Replace(tls.VersionName(peer.Version), "TLS 1", "TLSv1", 1))
-	require.NotEmpty(t, st.CipherSuite)
+	require.NotEmpty(t, st.Cipher)
 	if version == "TLSv1.3" {
 		// OpenSSL and Go use the same names for the TLS 1.3 suites.
-		require.Equal(t, tls.CipherSuiteName(peer.CipherSuite), st.CipherSuite)
+		require.Equal(t, tls.CipherSuiteName(peer.CipherSuite), st.Cipher)
 	} else {
 		// The test certificates are ECDSA; Go's name is the IANA one.
-		require.Contains(t, st.CipherSuite, "ECDHE-ECDSA")
+		require.Contains(t, st.Cipher, "ECDHE-ECDSA")
 		require.Contains(t, tls.CipherSuiteName(peer.CipherSuite), "ECDHE_ECDSA")
 	}
+	id, ok := CipherSuiteID(st.Cipher)
+	require.True(t, ok, st.Cipher)
+	require.Equal(t, peer.CipherSuite, id, "%s is %s", st.Cipher, tls.CipherSuiteName(peer.CipherSuite))
 	require.Contains(t, []int{128, 256}, st.CipherStrength)
 	require.Equal(t, peer.NegotiatedProtocol, st.NegotiatedProtocol)
 	require.Equal(t, peer.DidResume, st.SessionResumed)
@@ -440,8 +443,9 @@ func TestInteropLibtlsClientGoServer(t *testing.T) {
 			require.NoError(t, r.Err)
 			ping(t, c, "hello from golibtls")
 
-			st := c.ConnectionState()
+			st := c.ConnInfo()
 			checkState(t, st, r.State, v.name)
+			checkTLSState(t, c.ConnectionState(), r.State)
 			require.Equal(t, "localhost", st.ServerName)
 			require.Equal(t, "localhost", r.State.ServerName, "SNI the Go server saw")
 			checkPeerCert(t, st, p.Server.Cert)
@@ -454,7 +458,7 @@ func TestInteropLibtlsClientGoServer(t *testing.T) {
 
 			require.NoError(t, c.Close())
 			// The facts outlive the C context.
-			require.Equal(t, st.Version, c.ConnectionState().Version)
+			require.Equal(t, st.Version, c.ConnInfo().Version)
 			require.False(t, c.PeerCertificateContainsName("localhost"))
 		})
 	}
@@ -699,8 +703,10 @@ func TestClientCertificates(t *testing.T) {
 		cerr, serr := handshakeBoth(c, s)
 		require.NoError(t, cerr)
 		require.NoError(t, serr)
-		checkPeerCert(t, s.ConnectionState(), p.Client.Cert)
-		checkPeerCert(t, c.ConnectionState(), p.Server.Cert)
+		checkPeerCert(t, s.ConnInfo(), p.Client.Cert)
+		checkPeerCert(t, c.ConnInfo(), p.Server.Cert)
+		require.Equal(t, p.Client.Cert.Raw, s.ConnectionState().PeerCertificates[0].Raw)
+		require.Equal(t, p.Server.Cert.Raw, c.ConnectionState().PeerCertificates[0].Raw)
 		require.True(t, s.PeerCertificateContainsName("client"))
 	})
 }
@@ -854,7 +860,7 @@ func TestReadWriteSizes(t *testing.T) {
 			cerr, serr := handshakeBoth(c, s)
 			require.NoError(t, cerr)
 			require.NoError(t, serr)
-			require.Equal(t, v.name, c.ConnectionState().Version)
+			require.Equal(t, v.name, c.ConnInfo().Version)
 			exerciseSizes(t, c, s)
 		})
 		t.Run("LibtlsServer/"+v.name, func(t *testing.T) {
@@ -866,7 +872,7 @@ func TestReadWriteSizes(t *testing.T) {
 			cerr, serr := handshakeBoth(c, s)
 			require.NoError(t, cerr)
 			require.NoError(t, serr)
-			require.Equal(t, v.name, s.ConnectionState().Version)
+			require.Equal(t, v.name, s.ConnInfo().Version)
 			exerciseSizes(t, s, c)
 		})
 	}
@@ -970,22 +976,25 @@ func TestLibtlsPair(t *testing.T) {
 				c, s := newLibtlsClient(t, craw, ccfg, "localhost"), newLibtlsServer(t, sraw, scfg)
 
 				// Before the handshake only the client's name is known.
-				require.Equal(t, ConnectionState{ServerName: "localhost"}, c.ConnectionState())
-				require.Equal(t, ConnectionState{}, s.ConnectionState())
+				require.Equal(t, ConnInfo{ServerName: "localhost"}, c.ConnInfo())
+				require.Equal(t, ConnInfo{}, s.ConnInfo())
+				require.Equal(t, tls.ConnectionState{ServerName: "localhost"}, c.ConnectionState())
+				require.Equal(t, tls.ConnectionState{}, s.ConnectionState())
 				require.False(t, c.SessionResumed())
 
 				cerr, serr := handshakeBoth(c, s)
 				require.NoError(t, cerr)
 				require.NoError(t, serr)
-				cs, ss := c.ConnectionState(), s.ConnectionState()
-				for _, st := range []ConnectionState{cs, ss} {
+				cs, ss := c.ConnInfo(), s.ConnInfo()
+				for _, st := range []ConnInfo{cs, ss} {
 					require.True(t, st.HandshakeComplete)
 					require.Equal(t, v.name, st.Version)
 					require.Equal(t, "localhost", st.ServerName)
 					require.False(t, st.SessionResumed)
-					require.NotEmpty(t, st.CipherSuite)
+					require.NotEmpty(t, st.Cipher)
 				}
-				require.Equal(t, cs.CipherSuite, ss.CipherSuite)
+				require.Equal(t, cs.Cipher, ss.Cipher)
+				checkTLSState(t, c.ConnectionState(), s.ConnectionState())
 				require.Equal(t, cs.CipherStrength, ss.CipherStrength)
 				checkPeerCert(t, cs, p.Server.Cert)
 				require.False(t, ss.PeerCertificateProvided)
@@ -1027,7 +1036,7 @@ func TestPeerCertificateChain(t *testing.T) {
 		cerr, serr := handshakeBoth(c, s)
 		require.NoError(t, cerr)
 		require.NoError(t, serr)
-		st := c.ConnectionState()
+		st := c.ConnInfo()
 		certs, err := st.PeerCertificates()
 		require.NoError(t, err)
 		require.Len(t, certs, 2)
@@ -1045,7 +1054,7 @@ func TestPeerCertificateChain(t *testing.T) {
 		srv := goServer(t, gcfg, echo)
 		c, err := dialLibtls(t, srv.Addr, newClientConfig(t), "localhost")
 		require.NoError(t, err)
-		st := c.ConnectionState()
+		st := c.ConnInfo()
 		certs, err := st.PeerCertificates()
 		require.NoError(t, err)
 		require.Len(t, certs, 2)
@@ -1062,9 +1071,9 @@ func TestDialListen(t *testing.T) {
 	require.NoError(t, err)
 	srv := runTestServer(t, l,
 		func(c net.Conn) *Conn { return c.(*Conn) },
-		func(ctx context.Context, c *Conn) (ConnectionState, error) {
+		func(ctx context.Context, c *Conn) (ConnInfo, error) {
 			err := c.HandshakeContext(ctx)
-			return c.ConnectionState(), err
+			return c.ConnInfo(), err
 		}, echo)
 	_, port, err := net.SplitHostPort(srv.Addr)
 	require.NoError(t, err)

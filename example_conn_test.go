@@ -91,18 +91,15 @@ func ExampleDial() {
 	if _, err := io.ReadFull(c, buf); err != nil {
 		log.Fatal(err)
 	}
+	// ConnectionState has crypto/tls's form; ConnInfo libtls's own.
 	st := c.ConnectionState()
-	fmt.Printf("%s over %s\n", buf, st.Version)
-	fmt.Println("server certificate:", st.PeerCertificateSubject)
-	certs, err := st.PeerCertificates()
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println("valid for:", certs[0].DNSNames, certs[0].IPAddresses)
+	fmt.Printf("%s over %s\n", buf, tls.VersionName(st.Version))
+	fmt.Println("valid for:", st.PeerCertificates[0].DNSNames, st.PeerCertificates[0].IPAddresses)
+	fmt.Println("server certificate:", c.ConnInfo().PeerCertificateSubject)
 	// Output:
-	// hello over TLSv1.3
-	// server certificate: /CN=localhost
+	// hello over TLS 1.3
 	// valid for: [localhost] [127.0.0.1]
+	// server certificate: /CN=localhost
 }
 
 // Client runs TLS over any net.Conn: here one end of a net.Pipe, with a
@@ -136,7 +133,7 @@ func ExampleClient() {
 	if err := c.Handshake(); err != nil {
 		log.Fatal(err)
 	}
-	st := c.ConnectionState()
+	st := c.ConnInfo()
 	fmt.Println(st.Version, st.ServerName, st.HandshakeComplete)
 	// Output:
 	// TLSv1.2 localhost true
@@ -175,7 +172,7 @@ func ExampleListen() {
 		if _, err := io.ReadFull(c, buf); err != nil {
 			log.Fatal(err)
 		}
-		st := c.(*libtls.Conn).ConnectionState()
+		st := c.(*libtls.Conn).ConnInfo()
 		seen <- fmt.Sprintf("server got %q for %s over %s, protocol %s", buf, st.ServerName, st.Version, st.NegotiatedProtocol)
 		_, _ = c.Write(buf)
 	}()
@@ -243,12 +240,12 @@ func ExampleNewServer() {
 		log.Fatal(err)
 	}
 	defer sc.Close()
-	done := make(chan libtls.ConnectionState)
+	done := make(chan libtls.ConnInfo)
 	go func() {
 		if err := sc.Handshake(); err != nil {
 			log.Fatal(err)
 		}
-		done <- sc.ConnectionState()
+		done <- sc.ConnInfo()
 		// Read until the client's close_notify (io.EOF). Over net.Pipe
 		// a write completes only when the other end reads, so Close,
 		// like crypto/tls's, would otherwise wait up to 5s to send it.
@@ -265,7 +262,7 @@ func ExampleNewServer() {
 	}
 	st := <-done
 	fmt.Println("server sees client:", st.PeerCertificateSubject)
-	fmt.Println("client sees server:", cc.ConnectionState().PeerCertificateSubject)
+	fmt.Println("client sees server:", cc.ConnInfo().PeerCertificateSubject)
 	// Output:
 	// server sees client: /CN=client
 	// client sees server: /CN=localhost
@@ -312,7 +309,7 @@ func ExampleConfig_SetSessionFile_resumption() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Printf("connection %d: %s, resumed %v\n", i, c.ConnectionState().Version, c.SessionResumed())
+		fmt.Printf("connection %d: %s, resumed %v\n", i, c.ConnInfo().Version, c.SessionResumed())
 		c.Close()
 	}
 	// Output:

@@ -28,13 +28,14 @@ func requireSessionStored(t testing.TB, f *os.File) {
 // libtlsRoundTrip dials srv with a golibtls client, exchanges a message
 // (which also lets post-handshake messages such as TLS 1.3 tickets
 // arrive), closes, and returns the client's view and the server's result.
-func libtlsRoundTrip[C net.Conn, S any](t testing.TB, srv *testServer[C, S], cfg *Config) (ConnectionState, serverResult[S]) {
+func libtlsRoundTrip[C net.Conn, S any](t testing.TB, srv *testServer[C, S], cfg *Config) (ConnInfo, serverResult[S]) {
 	t.Helper()
 	c, err := dialLibtls(t, srv.Addr, cfg, "localhost")
 	require.NoError(t, err)
 	ping(t, c, "resume?")
-	st := c.ConnectionState()
+	st := c.ConnInfo()
 	require.Equal(t, st.SessionResumed, c.SessionResumed())
+	require.Equal(t, st.SessionResumed, c.ConnectionState().DidResume)
 	require.NoError(t, c.Close())
 	r := srv.next(t)
 	require.NoError(t, r.Err)

@@ -24,6 +24,8 @@ type Server struct {
 	ctx    *C.struct_tls
 	refs   int // 1 for the Server until Close, plus 1 per live Conn
 	closed bool
+
+	stats serverStats // stats.go: handshake counters
 }
 
 // NewServer configures a server context from cfg, which needs at least a

@@ -108,7 +108,7 @@ func TestSessionFileTLS12UnderTLS13OnlyConfig(t *testing.T) {
 	require.NoError(t, cfg13.SetProtocols(ProtocolTLSv1_3))
 	require.NoError(t, cfg13.SetSessionFile(f))
 	c := pingDial(t, srv.Addr, cfg13)
-	assert.Equal(t, "TLSv1.3", c.ConnectionState().Version)
+	assert.Equal(t, "TLSv1.3", c.ConnInfo().Version)
 	if Backend().StoredSessionPinsTLS12 {
 		var sfe *SessionFileError
 		require.ErrorAs(t, c.SessionFileError(), &sfe)

@@ -2,29 +2,125 @@ package libtls
 
 /*
 #include <stdlib.h>
+#include <string.h>
 #include <tls.h>
+
+// golibtls_conninfo holds the facts of an established connection that every
+// connection needs; golibtls_conninfo_get reads them in one cgo call.
+struct golibtls_conninfo {
+	const char *version, *cipher, *alpn, *servername;
+	int version_code, strength, resumed, peer_cert, ocsp_status;
+};
+
+static void golibtls_conninfo_get(struct tls *ctx, struct golibtls_conninfo *ci) {
+	ci->version = tls_conn_version(ctx);
+	ci->version_code = 0;
+	if (ci->version != NULL) {
+		if (strcmp(ci->version, "TLSv1.3") == 0)
+			ci->version_code = 0x0304;
+		else if (strcmp(ci->version, "TLSv1.2") == 0)
+			ci->version_code = 0x0303;
+		else if (strcmp(ci->version, "TLSv1.1") == 0)
+			ci->version_code = 0x0302;
+		else if (strcmp(ci->version, "TLSv1") == 0 || strcmp(ci->version, "TLSv1.0") == 0)
+			ci->version_code = 0x0301;
+	}
+	ci->cipher = tls_conn_cipher(ctx);
+	ci->strength = tls_conn_cipher_strength(ctx);
+	ci->alpn = tls_conn_alpn_selected(ctx);
+	ci->servername = tls_conn_servername(ctx);
+	ci->resumed = tls_conn_session_resumed(ctx);
+	ci->peer_cert = tls_peer_cert_provided(ctx);
+	ci->ocsp_status = tls_peer_ocsp_response_status(ctx);
+}
 */
 import "C"
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
 
-// ConnectionState describes an established connection, as libtls reports it
-// after the handshake (the tls_conn_* and tls_peer_* calls).
-type ConnectionState struct {
+// ConnectionState returns the connection's TLS facts in crypto/tls's form,
+// the form net/http reads (Request.TLS, Response.TLS) and HTTP/2 checks.
+//
+// Version, CipherSuite (the IANA ID of the suite libtls names; 0 for a
+// suite CipherSuiteID does not know), DidResume, NegotiatedProtocol,
+// ServerName (on a server the name the client sent, on a client the name it
+// sent) and PeerCertificates (the peer's chain as it sent it, leaf first,
+// parsed once) come from libtls. Fields libtls cannot fill honestly stay
+// zero: VerifiedChains (libtls verifies the peer against the Config's CAs
+// unless InsecureNoVerifyCert was called, but does not expose the chain it
+// built), OCSPResponse and SignedCertificateTimestamps (libtls exposes only
+// its reading of a stapled response: see ConnInfo), TLSUnique and CurveID.
+// ExportKeyingMaterial must not be called on the result: crypto/tls offers
+// no way to fill it from outside the package.
+//
+// Before the handshake completes only ServerName is set, on a client. The
+// facts outlive Close. ConnInfo has what libtls reports beyond these.
+//
+// http.Server.Serve over a golibtls listener reads ConnectionState before
+// the connection's first Read runs the handshake, so its Request.TLS shows
+// a handshake that has not completed; libtlshttp.Serve runs the handshake
+// first.
+func (c *Conn) ConnectionState() tls.ConnectionState {
+	if !c.handshakeOK() {
+		var cs tls.ConnectionState
+		if c.isClient {
+			cs.ServerName = c.sni
+		}
+		return cs
+	}
+	s := &c.state
+	cs := tls.ConnectionState{
+		Version:            s.version,
+		HandshakeComplete:  true,
+		DidResume:          s.resumed,
+		CipherSuite:        s.cipher.id,
+		NegotiatedProtocol: s.alpn,
+		ServerName:         s.serverName,
+	}
+	//lint:ignore SA1019 crypto/tls always sets it, and older readers still check it.
+	cs.NegotiatedProtocolIsMutual = true
+	if d := c.details(); d != nil && len(d.chainPEM) > 0 {
+		// A chain that does not parse is left out rather than guessed at;
+		// ConnInfo().PeerCertificates reports the error.
+		if certs, err := s.certs.parse(d.chainPEM); err == nil {
+			cs.PeerCertificates = certs
+		}
+	}
+	return cs
+}
+
+// SessionResumed reports whether the handshake resumed a previous session
+// (tls_conn_session_resumed), on client and server connections alike. It
+// is false before the handshake completes.
+func (c *Conn) SessionResumed() bool {
+	return c.handshakeOK() && c.state.resumed
+}
+
+// ConnInfo describes an established connection as libtls reports it (the
+// tls_conn_* and tls_peer_* calls), names and all. Conn.ConnectionState
+// gives the same facts in crypto/tls's form; ConnInfo adds what does not fit
+// there: libtls's names of the version and cipher, the cipher's strength,
+// the peer certificate's hash, names and validity as libtls formats them,
+// its chain in PEM, and the result of a stapled OCSP response.
+type ConnInfo struct {
 	// HandshakeComplete is true once the handshake has succeeded.
 	HandshakeComplete bool
 	// Version is the protocol version, for example "TLSv1.3"
 	// (tls_conn_version).
 	Version string
-	// CipherSuite and CipherStrength are the negotiated cipher and its
-	// strength in bits (tls_conn_cipher, tls_conn_cipher_strength).
-	CipherSuite    string
+	// Cipher and CipherStrength are the negotiated cipher suite, named as
+	// OpenSSL names it ("ECDHE-ECDSA-AES256-GCM-SHA384",
+	// "TLS_AES_128_GCM_SHA256"), and its strength in bits
+	// (tls_conn_cipher, tls_conn_cipher_strength).
+	Cipher         string
 	CipherStrength int
 	// NegotiatedProtocol is the ALPN protocol selected, or ""
 	// (tls_conn_alpn_selected).
@@ -70,21 +166,98 @@ type OCSPResult struct {
 	RevocationTime time.Time
 }
 
+// PeerCertificates parses PeerCertificateChainPEM into certificates, leaf
+// first. The chain is parsed once per connection, on first use, and shared
+// with Conn.ConnectionState.
+func (s *ConnInfo) PeerCertificates() ([]*x509.Certificate, error) {
+	if s.peerCerts == nil {
+		return nil, nil
+	}
+	return s.peerCerts.parse(s.PeerCertificateChainPEM)
+}
+
+// ConnInfo returns what libtls reports about the connection. Before the
+// handshake completes only ServerName (on a client) is set. The facts
+// outlive Close.
+func (c *Conn) ConnInfo() ConnInfo {
+	if !c.handshakeOK() {
+		var ci ConnInfo
+		if c.isClient {
+			ci.ServerName = c.sni
+		}
+		return ci
+	}
+	s := &c.state
+	ci := ConnInfo{
+		HandshakeComplete:       true,
+		Version:                 s.versionName,
+		Cipher:                  s.cipher.name,
+		CipherStrength:          s.strength,
+		NegotiatedProtocol:      s.alpn,
+		ServerName:              s.serverName,
+		SessionResumed:          s.resumed,
+		PeerCertificateProvided: s.peerCert,
+	}
+	if d := c.details(); d != nil {
+		ci.PeerCertificateHash = d.hash
+		ci.PeerCertificateSubject = d.subject
+		ci.PeerCertificateIssuer = d.issuer
+		ci.PeerCertificateNotBefore = d.notBefore
+		ci.PeerCertificateNotAfter = d.notAfter
+		ci.PeerCertificateChainPEM = d.chainPEM
+		if d.ocsp != nil {
+			o := *d.ocsp
+			ci.OCSP = &o
+		}
+		if len(d.chainPEM) > 0 {
+			ci.peerCerts = &s.certs
+		}
+	}
+	return ci
+}
+
+// connState is what a Conn keeps of its handshake. Why lazily: every
+// connection needs its version, cipher, ALPN and resumption, which
+// captureState reads in one cgo call; the peer certificate's facts and
+// OCSP take a dozen calls and several copies, and most server connections
+// have neither, so they are read when first asked for, or just before the
+// C context is freed (keepState), so that they outlive Close.
+type connState struct {
+	// Written by captureState under cMu before the handshake is marked
+	// done (hsDone), read after it without locks.
+	captured    bool
+	version     uint16
+	versionName string
+	cipher      cipherSuite
+	strength    int
+	alpn        string
+	serverName  string
+	resumed     bool
+	peerCert    bool
+	ocspStatus  int // tls_peer_ocsp_response_status: -1 without a stapled response
+
+	details atomic.Pointer[connDetails] // loaded under cMu
+	certs   peerCerts
+}
+
+// connDetails are the facts read lazily.
+type connDetails struct {
+	hash, subject, issuer string
+	notBefore, notAfter   time.Time
+	chainPEM              []byte
+	ocsp                  *OCSPResult
+}
+
+// peerCerts parses a connection's peer chain once.
 type peerCerts struct {
 	once  sync.Once
 	certs []*x509.Certificate
 	err   error
 }
 
-// PeerCertificates parses PeerCertificateChainPEM into certificates, leaf
-// first. The chain is parsed on first use, not during the handshake.
-func (s *ConnectionState) PeerCertificates() ([]*x509.Certificate, error) {
-	if s.peerCerts == nil {
-		return nil, nil
-	}
-	p := s.peerCerts
+func (p *peerCerts) parse(chainPEM []byte) ([]*x509.Certificate, error) {
 	p.once.Do(func() {
-		rest := s.PeerCertificateChainPEM
+		rest := chainPEM
 		for {
 			var b *pem.Block
 			b, rest = pem.Decode(rest)
@@ -96,7 +269,7 @@ func (s *ConnectionState) PeerCertificates() ([]*x509.Certificate, error) {
 			}
 			c, err := x509.ParseCertificate(b.Bytes)
 			if err != nil {
-				p.err = err
+				p.certs, p.err = nil, err
 				return
 			}
 			p.certs = append(p.certs, c)
@@ -105,11 +278,24 @@ func (s *ConnectionState) PeerCertificates() ([]*x509.Certificate, error) {
 	return p.certs, p.err
 }
 
+// handshakeOK reports whether the handshake completed successfully, after
+// which c.state's captured facts are final.
+func (c *Conn) handshakeOK() bool { return c.hsDone.Load() && c.hsErr == nil }
+
 func goStringOrEmpty(p *C.char) string {
 	if p == nil {
 		return ""
 	}
 	return C.GoString(p)
+}
+
+// cView is a string over C memory, for map lookups only: it must not
+// outlive the call that returned p.
+func cView(p *C.char) string {
+	if p == nil {
+		return ""
+	}
+	return unsafe.String((*byte)(unsafe.Pointer(p)), int(C.strlen(p)))
 }
 
 func unixTime(t C.time_t) time.Time {
@@ -119,39 +305,105 @@ func unixTime(t C.time_t) time.Time {
 	return time.Unix(int64(t), 0)
 }
 
-// captureState copies the connection facts out of the C context right after
-// a successful handshake, so that they outlive Close. Called with cMu held.
+func versionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS10:
+		return "TLSv1"
+	}
+	return ""
+}
+
+// captureState records the connection facts every connection needs, right
+// after a successful handshake. Called with cMu held and the C context
+// live; the rest is read by details or keepState.
 func (c *Conn) captureState() {
-	ctx := c.ctx
-	s := ConnectionState{
-		HandshakeComplete:  true,
-		Version:            goStringOrEmpty(C.tls_conn_version(ctx)),
-		CipherSuite:        goStringOrEmpty(C.tls_conn_cipher(ctx)),
-		CipherStrength:     int(C.tls_conn_cipher_strength(ctx)),
-		NegotiatedProtocol: goStringOrEmpty(C.tls_conn_alpn_selected(ctx)),
-		SessionResumed:     C.tls_conn_session_resumed(ctx) == 1,
+	var ci C.struct_golibtls_conninfo
+	C.golibtls_conninfo_get(c.ctx, &ci)
+	s := &c.state
+	s.captured = true
+	s.version = uint16(ci.version_code)
+	if s.versionName = versionName(s.version); s.versionName == "" {
+		s.versionName = goStringOrEmpty(ci.version)
+	}
+	// Known names are taken from the table, so that the common case
+	// allocates nothing.
+	if cs, ok := cipherSuites[cView(ci.cipher)]; ok {
+		s.cipher = cs
+	} else {
+		s.cipher = cipherSuite{name: goStringOrEmpty(ci.cipher)}
+	}
+	s.strength = int(ci.strength)
+	switch p := cView(ci.alpn); p {
+	case "h2":
+		s.alpn = "h2"
+	case "http/1.1":
+		s.alpn = "http/1.1"
+	default:
+		s.alpn = goStringOrEmpty(ci.alpn)
 	}
 	if c.isClient {
-		s.ServerName = c.sni
+		s.serverName = c.sni
 	} else {
-		s.ServerName = goStringOrEmpty(C.tls_conn_servername(ctx))
+		s.serverName = goStringOrEmpty(ci.servername)
 	}
-	if C.tls_peer_cert_provided(ctx) == 1 {
-		s.PeerCertificateProvided = true
-		s.PeerCertificateHash = goStringOrEmpty(C.tls_peer_cert_hash(ctx))
-		s.PeerCertificateSubject = goStringOrEmpty(C.tls_peer_cert_subject(ctx))
-		s.PeerCertificateIssuer = goStringOrEmpty(C.tls_peer_cert_issuer(ctx))
-		s.PeerCertificateNotBefore = unixTime(C.tls_peer_cert_notbefore(ctx))
-		s.PeerCertificateNotAfter = unixTime(C.tls_peer_cert_notafter(ctx))
+	s.resumed = ci.resumed == 1
+	s.peerCert = ci.peer_cert == 1
+	s.ocspStatus = int(ci.ocsp_status)
+}
+
+// hasDetails reports whether the connection has facts to read lazily.
+func (s *connState) hasDetails() bool { return s.peerCert || s.ocspStatus >= 0 }
+
+// details returns the lazily read facts, reading them on first use; nil
+// when there are none.
+func (c *Conn) details() *connDetails {
+	s := &c.state
+	if !s.hasDetails() {
+		return nil
+	}
+	if d := s.details.Load(); d != nil {
+		return d
+	}
+	c.cMu.Lock()
+	defer c.cMu.Unlock()
+	c.loadDetailsLocked()
+	return s.details.Load()
+}
+
+// keepState reads the lazily read facts before the C context is freed, if
+// nobody has asked for them yet, so that they outlive Close. Conn.free
+// calls it with cMu held and the context live.
+func (c *Conn) keepState() { c.loadDetailsLocked() }
+
+// loadDetailsLocked reads the peer certificate's facts and the OCSP result
+// from the live context. Called with cMu held.
+func (c *Conn) loadDetailsLocked() {
+	s := &c.state
+	if !s.captured || !s.hasDetails() || s.details.Load() != nil || c.ctx == nil {
+		return
+	}
+	ctx := c.ctx
+	d := &connDetails{}
+	if s.peerCert {
+		d.hash = goStringOrEmpty(C.tls_peer_cert_hash(ctx))
+		d.subject = goStringOrEmpty(C.tls_peer_cert_subject(ctx))
+		d.issuer = goStringOrEmpty(C.tls_peer_cert_issuer(ctx))
+		d.notBefore = unixTime(C.tls_peer_cert_notbefore(ctx))
+		d.notAfter = unixTime(C.tls_peer_cert_notafter(ctx))
 		var n C.size_t
 		if p := C.tls_peer_cert_chain_pem(ctx, &n); p != nil && n > 0 {
-			s.PeerCertificateChainPEM = C.GoBytes(unsafe.Pointer(p), C.int(n))
-			s.peerCerts = &peerCerts{}
+			d.chainPEM = C.GoBytes(unsafe.Pointer(p), C.int(n))
 		}
 	}
-	if rs := C.tls_peer_ocsp_response_status(ctx); rs >= 0 {
-		s.OCSP = &OCSPResult{
-			ResponseStatus: int(rs),
+	if s.ocspStatus >= 0 {
+		d.ocsp = &OCSPResult{
+			ResponseStatus: s.ocspStatus,
 			CertStatus:     int(C.tls_peer_ocsp_cert_status(ctx)),
 			CRLReason:      int(C.tls_peer_ocsp_crl_reason(ctx)),
 			Result:         goStringOrEmpty(C.tls_peer_ocsp_result(ctx)),
@@ -161,7 +413,7 @@ func (c *Conn) captureState() {
 			RevocationTime: unixTime(C.tls_peer_ocsp_revocation_time(ctx)),
 		}
 	}
-	c.state = s
+	s.details.Store(d)
 }
 
 // PeerCertificateContainsName reports whether the peer's certificate is

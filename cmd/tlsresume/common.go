@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -93,6 +96,9 @@ type result struct {
 	Cipher      string  `json:"cipher"`
 	Resumed     bool    `json:"resumed"`
 	HandshakeMS float64 `json:"handshake_ms"`
+	// HTTPStatus is the status of the response to probe's request, in
+	// its HTTP mode.
+	HTTPStatus int `json:"http_status,omitempty"`
 }
 
 func (r result) kind() string {
@@ -102,12 +108,25 @@ func (r result) kind() string {
 	return "full"
 }
 
-// printTable prints results as an aligned table.
+// printTable prints results as an aligned table, with the HTTP status
+// when there is one.
 func printTable(w io.Writer, results []result) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tSERVER\tPROTOCOL\tCIPHER\tHANDSHAKE\tTIME")
+	withStatus := false
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.2f ms\n", r.N, r.Server, r.Protocol, r.Cipher, r.kind(), r.HandshakeMS)
+		withStatus = withStatus || r.HTTPStatus != 0
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	head := "#\tSERVER\tPROTOCOL\tCIPHER\tHANDSHAKE\tTIME"
+	if withStatus {
+		head += "\tHTTP"
+	}
+	fmt.Fprintln(tw, head)
+	for _, r := range results {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.2f ms", r.N, r.Server, r.Protocol, r.Cipher, r.kind(), r.HandshakeMS)
+		if withStatus {
+			fmt.Fprintf(tw, "\t%d", r.HTTPStatus)
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }
@@ -154,41 +173,141 @@ func (e *timeoutError) Error() string {
 	return fmt.Sprintf("handshake with %s timed out after %v", e.addr, e.timeout)
 }
 
+// notTLSError is a handshake with a server that answered with something
+// other than TLS: libtls only says "wrong version number" (OpenSSL) or
+// "tlsv1 alert protocol version" (LibreSSL).
+type notTLSError struct {
+	addr  string
+	first []byte // the first bytes the server sent
+	err   error
+}
+
+func (e *notTLSError) Error() string {
+	return fmt.Sprintf("%s did not answer with TLS (it sent %q): is this a TLS port? (%v)", e.addr, e.first, e.err)
+}
+
+func (e *notTLSError) Unwrap() error { return e.err }
+
+// recordingConn keeps the first bytes read from a connection, to tell a
+// server that does not speak TLS.
+type recordingConn struct {
+	net.Conn
+	mu    sync.Mutex
+	first []byte
+}
+
+const recordBytes = 24
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		if len(c.first) < recordBytes {
+			c.first = append(c.first, p[:min(n, recordBytes-len(c.first))]...)
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// notTLS reports whether the first bytes received cannot start a TLS
+// connection: a TLS record starts with a content type from 20 to 24 and
+// version major 3.
+func (c *recordingConn) notTLS() ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.first) == 0 {
+		return nil, false
+	}
+	b := c.first
+	return append([]byte{}, b...), b[0] < 20 || b[0] > 24 || len(b) > 1 && b[1] != 3
+}
+
+// httpProbe is the request probe sends on each connection in its HTTP
+// mode.
+type httpProbe struct {
+	host, path string
+}
+
+// handshakeResult is one client connection: its facts, the peer address,
+// the time of the TLS handshake alone (without the TCP connect) and, in
+// HTTP mode, the response's status.
+type handshakeResult struct {
+	info   libtls.ConnInfo
+	peer   string
+	d      time.Duration
+	status int
+}
+
 // handshake connects to addr, runs one client handshake with cfg (which
-// reads and writes its session file) and closes the connection. It returns
-// the connection's state, the peer address and the time of the TLS
-// handshake alone, without the TCP connect.
-func handshake(ctx context.Context, cfg *libtls.Config, addr, serverName string, timeout time.Duration) (libtls.ConnectionState, string, time.Duration, error) {
-	var none libtls.ConnectionState
+// reads and writes its session file), sends req if not nil, and closes
+// the connection.
+func handshake(ctx context.Context, cfg *libtls.Config, addr, serverName string, timeout time.Duration, req *httpProbe) (handshakeResult, error) {
+	var r handshakeResult
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var nd net.Dialer
 	raw, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return none, "", 0, &dialError{err}
+		return r, &dialError{err}
 	}
-	peer := raw.RemoteAddr().String()
+	r.peer = raw.RemoteAddr().String()
 	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+	rec := &recordingConn{Conn: raw}
 	start := time.Now()
-	c, err := libtls.Client(raw, cfg, serverName)
+	c, err := libtls.Client(rec, cfg, serverName)
 	if err != nil {
 		raw.Close()
-		return none, peer, 0, err
+		return r, err
 	}
+	defer c.Close()
 	err = c.HandshakeContext(ctx)
-	elapsed := time.Since(start)
+	r.d = time.Since(start)
 	if err != nil {
-		c.Close()
-		if ctx.Err() != nil {
-			return none, peer, 0, &timeoutError{addr, timeout}
+		if first, ok := rec.notTLS(); ok {
+			return r, &notTLSError{addr, first, err}
 		}
-		return none, peer, 0, err
+		if ctx.Err() != nil {
+			return r, &timeoutError{addr, timeout}
+		}
+		return r, err
 	}
-	state := c.ConnectionState()
-	c.Close()
-	return state, peer, elapsed, nil
+	r.info = c.ConnInfo()
+	if req != nil {
+		if r.status, err = httpGet(ctx, c, req); err != nil {
+			if ctx.Err() != nil {
+				return r, &timeoutError{addr, timeout}
+			}
+			return r, fmt.Errorf("HTTP request: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// httpGet sends a GET for req over c (HTTP/1.1, closing the connection)
+// and returns the response's status, after reading its body.
+func httpGet(ctx context.Context, c *libtls.Conn, req *httpProbe) (int, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+req.host+req.path, nil)
+	if err != nil {
+		return 0, err
+	}
+	hreq.Close = true
+	hreq.Header.Set("User-Agent", "tlsresume")
+	if err := hreq.Write(c); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), hreq)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, nil
 }
 
 func milliseconds(d time.Duration) float64 {

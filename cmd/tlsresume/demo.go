@@ -144,16 +144,16 @@ func demo(ctx context.Context, n int, stderr io.Writer) (*demoReport, error) {
 	}
 	for i := 1; i <= n; i++ {
 		srv := rep.Servers[(i-1)%len(rep.Servers)]
-		state, _, d, err := handshake(ctx, cfg, srv.Address, "localhost", demoTimeout)
+		hr, err := handshake(ctx, cfg, srv.Address, "localhost", demoTimeout, nil)
 		if err != nil {
 			return nil, fmt.Errorf("connection %d to %s: %w", i, srv.Name, err)
 		}
 		rep.Connections = append(rep.Connections, result{
 			N: i, Server: srv.Name, Address: srv.Address,
-			Protocol: state.Version, Cipher: state.CipherSuite,
-			Resumed: state.SessionResumed, HandshakeMS: milliseconds(d),
+			Protocol: hr.info.Version, Cipher: hr.info.Cipher,
+			Resumed: hr.info.SessionResumed, HandshakeMS: milliseconds(hr.d),
 		})
-		if i > 1 && state.SessionResumed {
+		if i > 1 && hr.info.SessionResumed {
 			rep.Resumed++
 		}
 	}

@@ -168,14 +168,14 @@ func TestServeEtcd(t *testing.T) {
 	start := time.Now()
 	for i := 0; time.Since(start) < runFor && i < 100000; i++ {
 		pi := i % len(procs)
-		st, _, _, err := handshake(ctx, client, procs[pi].addr, "localhost", 10*time.Second)
+		hr, err := handshake(ctx, client, procs[pi].addr, "localhost", 10*time.Second, nil)
 		if err != nil {
 			t.Fatalf("handshake %d with process %d: %v", i, pi, err)
 		}
-		if st.Version != "TLSv1.2" {
-			t.Fatalf("handshake %d: %s", i, st.Version)
+		if hr.info.Version != "TLSv1.2" {
+			t.Fatalf("handshake %d: %s", i, hr.info.Version)
 		}
-		results = append(results, hs{pi, st.SessionResumed})
+		results = append(results, hs{pi, hr.info.SessionResumed})
 	}
 	last, revs := getNewest()
 	if last-first < 3 {

@@ -60,7 +60,7 @@ func followKeys(cfg *libtls.Config, source string, lifetime time.Duration, stder
 	} else {
 		ff, err := libtls.FollowTicketKeyFile(cfg, source, filePollInterval(lifetime))
 		if err != nil {
-			return nil, err
+			return nil, explainKeyFile(source, err)
 		}
 		f = ff
 	}

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	libtls "github.com/golibtls/libtls"
 	"github.com/golibtls/libtls/etcdkeys"
@@ -97,6 +100,7 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 		changed = true
 	} else {
 		set, changed, err = libtls.RotateTicketKeyFile(*file, *lifetime)
+		err = explainKeyFile(*file, err)
 	}
 	if err != nil {
 		return cmd.fail(err)
@@ -166,4 +170,35 @@ func printKeys(w io.Writer, path string, set *libtls.TicketKeySet, changed bool,
 		fmt.Fprintf(tw, "%d\t%s\t%v\n", k.Rev, k.Created.Local().Format(time.DateTime), now.Sub(k.Created).Round(time.Second))
 	}
 	tw.Flush()
+}
+
+// explainKeyFile names a key file of another format when reading it
+// failed: nginx's ssl_session_ticket_key files are 48 or 80 bytes of
+// binary key material, which the key file reader would otherwise call not
+// a key file or truncated.
+func explainKeyFile(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if m := err.Error(); !strings.Contains(m, "truncated") && !strings.Contains(m, "not a golibtls ticket key file") {
+		return err
+	}
+	fi, serr := os.Stat(path)
+	if serr != nil || !fi.Mode().IsRegular() || (fi.Size() != 48 && fi.Size() != 80) {
+		return err
+	}
+	data, rerr := os.ReadFile(path)
+	if rerr != nil {
+		return err
+	}
+	defer clear(data) // key material
+	if utf8.Valid(data) && !bytes.ContainsAny(data, "\x00") {
+		return err // text of some kind, not a binary key
+	}
+	kind := "AES-128"
+	if len(data) == 80 {
+		kind = "AES-256"
+	}
+	return fmt.Errorf("%s holds %d bytes of binary data, like an nginx ssl_session_ticket_key file (%s), not a golibtls ticket key file; "+
+		"libtls takes other keys: create a key file with \"tlsresume keys init -file FILE\" and give every server that one (%w)", path, len(data), kind, err)
 }

@@ -1,7 +1,7 @@
 // Command tlsresume shows and checks TLS session resumption with libtls.
 //
 //	tlsresume [demo] [-json] [-n 4]
-//	tlsresume probe HOST:PORT [-servername N] [-n 3] [-tls1.2|-tls1.3] [-cafile F | -insecure] [-json]
+//	tlsresume probe HOST:PORT|https://HOST[:PORT]/PATH [-http] [-servername N] [-n 3] [-tls1.2|-tls1.3] [-cafile F | -insecure] [-json]
 //	tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY]
 //	tlsresume keys init|rotate -file FILE [-lifetime 2h]
 //	tlsresume keys rotate -etcd HOST:PORT -key KEY [-lifetime 2h] [-name NAME]
@@ -22,8 +22,10 @@ const usageText = `tlsresume shows and checks TLS session resumption with libtls
 Usage:
   tlsresume [demo] [-json] [-n 4]       resumption on loopback, with throwaway certificates
   tlsresume probe HOST:PORT [options]   does this server resume libtls sessions?
+  tlsresume probe https://HOST/PATH     the same, with an HTTP request per connection
   tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY]
-                                        a libtls HTTPS server that resumes sessions
+                                        a libtls HTTPS server (HTTP/2 and HTTP/1.1) that
+                                        resumes sessions; SIGUSR1 prints its counters
   tlsresume keys init|rotate -file FILE a ticket key file shared by serve processes
   tlsresume keys rotate -etcd HOST:PORT -key KEY
                                         a rotator of the keys in etcd, for fleets across machines

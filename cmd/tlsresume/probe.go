@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -13,12 +14,16 @@ import (
 	libtls "github.com/golibtls/libtls"
 )
 
-const probeUsage = `Usage: tlsresume probe HOST:PORT [-servername N] [-n 3] [-tls1.2|-tls1.3] [-cafile F | -insecure] [-json]
+const probeUsage = `Usage: tlsresume probe HOST:PORT|https://HOST[:PORT]/PATH [-http] [-servername N] [-n 3] [-tls1.2|-tls1.3] [-cafile F | -insecure] [-json]
 
 Connects n times to HOST:PORT with one fresh session file, like
 "openssl s_client -reconnect", and reports each handshake (full or resumed)
 and a verdict: resumes, does not resume, or TLS 1.3 only, which libtls
 cannot resume.
+
+With an https:// URL (or -http) every connection also sends an HTTP/1.1
+GET for the URL's path (/ with -http) and reports the response's status:
+a request per connection, as a browser's or proxy's would be.
 
 libtls resumes TLS 1.2 sessions only, so probe offers TLS 1.2; when the
 server refuses TLS 1.2 it retries with TLS 1.3 to tell a TLS 1.3-only
@@ -36,6 +41,8 @@ const (
 
 type probeOptions struct {
 	addr       string
+	url        string     // the https:// URL given, if any
+	http       *httpProbe // the request of each connection, in HTTP mode
 	serverName string
 	n          int
 	protocols  libtls.Protocol
@@ -48,6 +55,8 @@ type probeOptions struct {
 // probeReport is probe's -json output.
 type probeReport struct {
 	Target      string      `json:"target"`
+	URL         string      `json:"url,omitempty"`
+	Mode        string      `json:"mode"` // "tls" (a handshake per connection) or "http" (and a request)
 	ServerName  string      `json:"server_name"`
 	Offered     string      `json:"offered"` // protocols of the connections below
 	Client      backendJSON `json:"client"`
@@ -73,6 +82,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.caFile, "cafile", "", "PEM file of the CAs to trust (default: the system's)")
 	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the server's certificate or name")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "time limit of each connection")
+	httpMode := fs.Bool("http", false, "send an HTTP GET / on every connection (implied by an https:// URL)")
 	asJSON := fs.Bool("json", false, "print a JSON object instead of a table")
 	pos, code, ok := cmd.parse(args)
 	if !ok {
@@ -80,14 +90,25 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case len(pos) == 0:
-		return cmd.usageError("missing HOST:PORT")
+		return cmd.usageError("missing HOST:PORT or https:// URL")
 	case len(pos) > 1:
 		return cmd.usageError("unexpected argument %q after %s", pos[1], pos[0])
 	}
-	o.addr = pos[0]
-	host, port, err := net.SplitHostPort(o.addr)
-	if err != nil || host == "" || port == "" {
-		return cmd.usageError("%q is not HOST:PORT", o.addr)
+	host, port, path, err := parseTarget(pos[0])
+	if err != nil {
+		return cmd.usageError("%v", err)
+	}
+	o.addr = net.JoinHostPort(host, port)
+	if path != "" {
+		o.url = pos[0]
+	} else if *httpMode {
+		path = "/"
+	}
+	if path != "" {
+		o.http = &httpProbe{host: o.addr, path: path}
+		if port == "443" {
+			o.http.host = host
+		}
 	}
 	if o.n < 2 || o.n > 1000 {
 		return cmd.usageError("-n %d: need 2 to 1000 connections, as resumption needs a second one", o.n)
@@ -114,6 +135,11 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 
 	rep, err := probe(context.Background(), o)
 	if err != nil {
+		err = explainProbeError(err, o)
+		if *asJSON {
+			// A script reading -json gets an object either way.
+			_ = writeJSON(stdout, probeFailure{Target: o.addr, URL: o.url, ServerName: o.serverName, Client: backendInfo(), Error: err.Error()})
+		}
 		return cmd.fail(err)
 	}
 	if *asJSON {
@@ -127,15 +153,92 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// probeFailure is probe's -json output when it fails.
+type probeFailure struct {
+	Target     string      `json:"target"`
+	URL        string      `json:"url,omitempty"`
+	ServerName string      `json:"server_name"`
+	Client     backendJSON `json:"client"`
+	Error      string      `json:"error"`
+}
+
+// parseTarget splits probe's argument, HOST:PORT or an https:// URL (port
+// 443 by default), into host, port and, for a URL, the path to request.
+func parseTarget(arg string) (host, port, path string, err error) {
+	if strings.Contains(arg, "://") {
+		u, err := url.Parse(arg)
+		switch {
+		case err != nil:
+			return "", "", "", fmt.Errorf("%q: %v", arg, err)
+		case u.Scheme != "https":
+			return "", "", "", fmt.Errorf("%q: probe speaks TLS; give an https:// URL or HOST:PORT", arg)
+		case u.Hostname() == "":
+			return "", "", "", fmt.Errorf("%q names no host", arg)
+		}
+		port = u.Port()
+		if port == "" {
+			port = "443"
+		}
+		path = u.EscapedPath()
+		if path == "" {
+			path = "/"
+		}
+		if u.RawQuery != "" {
+			path += "?" + u.RawQuery
+		}
+		return u.Hostname(), port, path, nil
+	}
+	host, port, err = net.SplitHostPort(arg)
+	if err != nil || host == "" || port == "" {
+		return "", "", "", fmt.Errorf("%q is not HOST:PORT or an https:// URL", arg)
+	}
+	return host, port, "", nil
+}
+
+// explainProbeError adds what the user can do to a failure: a certificate
+// that does not verify names the flags that change verification.
+func explainProbeError(err error, o probeOptions) error {
+	if o.insecure || !isCertError(err) {
+		return err
+	}
+	if strings.Contains(err.Error(), "not present in server certificate") {
+		return fmt.Errorf("%w (the server's certificate is not for %s: -servername N verifies another name, -cafile FILE trusts other CAs, -insecure skips verification)", err, o.serverName)
+	}
+	if o.caFile != "" {
+		return fmt.Errorf("%w (the server's certificate does not verify against -cafile %s; -insecure skips verification)", err, o.caFile)
+	}
+	return fmt.Errorf("%w (the server's certificate does not verify against the system's CAs: -cafile FILE trusts the CAs in FILE, -insecure skips verification)", err)
+}
+
+// isCertError reports whether a handshake failed on the server's
+// certificate, by libtls's messages on both backends.
+func isCertError(err error) bool {
+	m := strings.ToLower(err.Error())
+	for _, s := range []string{"certificate verif", "not present in server certificate", "self-signed certificate", "self signed certificate",
+		"unable to get local issuer", "certificate has expired", "certificate is not yet valid", "unable to get issuer"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // probe runs the connections and decides the verdict.
 func probe(ctx context.Context, o probeOptions) (*probeReport, error) {
-	rep := &probeReport{Target: o.addr, ServerName: o.serverName, Client: backendInfo(), Offered: protocolNames(o.protocols)}
+	rep := &probeReport{Target: o.addr, URL: o.url, Mode: "tls", ServerName: o.serverName, Client: backendInfo(), Offered: protocolNames(o.protocols)}
+	if o.http != nil {
+		rep.Mode = "http"
+	}
 	results, err := probeRun(ctx, o, o.protocols)
 	var (
 		de *dialError
 		te *timeoutError
+		ne *notTLSError
 	)
-	if err != nil && o.fallback && len(results) == 0 && !errors.As(err, &de) && !errors.As(err, &te) {
+	// Only a refusal of TLS 1.2 is worth a TLS 1.3 retry, not a server
+	// that is unreachable, silent, not TLS, or whose certificate fails.
+	if err != nil && o.fallback && len(results) == 0 && !errors.As(err, &de) && !errors.As(err, &te) &&
+		!errors.As(err, &ne) && !isCertError(err) {
 		// TLS 1.2 refused: does the server speak TLS 1.3 only?
 		results13, err13 := probeRun(ctx, o, libtls.ProtocolTLSv1_3)
 		if err13 != nil {
@@ -150,6 +253,7 @@ func probe(ctx context.Context, o probeOptions) (*probeReport, error) {
 		rep.decide()
 		if !rep.Resumes {
 			rep.Verdict = verdictTLS13Only
+			rep.Note = "libtls resumes TLS 1.2 sessions only, and this server refused TLS 1.2 (" + rep.TLS12Error + ")"
 		}
 		return rep, nil
 	}
@@ -198,7 +302,7 @@ func probeRun(ctx context.Context, o probeOptions, protocols libtls.Protocol) ([
 	}
 	var results []result
 	for i := 1; i <= o.n; i++ {
-		state, peer, d, err := handshake(ctx, cfg, o.addr, o.serverName, o.timeout)
+		hr, err := handshake(ctx, cfg, o.addr, o.serverName, o.timeout, o.http)
 		if err != nil {
 			if i > 1 {
 				err = fmt.Errorf("connection %d of %d: %w", i, o.n, err)
@@ -206,9 +310,10 @@ func probeRun(ctx context.Context, o probeOptions, protocols libtls.Protocol) ([
 			return results, err
 		}
 		results = append(results, result{
-			N: i, Server: peer, Address: peer,
-			Protocol: state.Version, Cipher: state.CipherSuite,
-			Resumed: state.SessionResumed, HandshakeMS: milliseconds(d),
+			N: i, Server: hr.peer, Address: hr.peer,
+			Protocol: hr.info.Version, Cipher: hr.info.Cipher,
+			Resumed: hr.info.SessionResumed, HandshakeMS: milliseconds(hr.d),
+			HTTPStatus: hr.status,
 		})
 	}
 	return results, nil
@@ -237,21 +342,23 @@ func (r *probeReport) decide() {
 	default:
 		r.Verdict = verdictNoResume
 		if tls13 {
-			r.Note = "the server chose TLS 1.3, which libtls cannot resume; try -tls1.2"
+			r.Note = "libtls resumes TLS 1.2 sessions only, and the server chose TLS 1.3; try -tls1.2"
 		}
 	}
 }
 
 func printProbe(w io.Writer, r *probeReport) error {
-	fmt.Fprintf(w, "probe %s (server name %s), %d connections offering %s with one session file; client: %s %s\n\n",
-		r.Target, r.ServerName, len(r.Connections), r.Offered, r.Client.Name, r.Client.Version)
+	what := "connections"
+	if r.Mode == "http" {
+		what = "connections, a request each,"
+	}
+	fmt.Fprintf(w, "probe %s (server name %s), %d %s offering %s with one session file; client: %s %s\n\n",
+		r.Target, r.ServerName, len(r.Connections), what, r.Offered, r.Client.Name, r.Client.Version)
 	if err := printTable(w, r.Connections); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
 	switch {
-	case r.Verdict == verdictTLS13Only:
-		fmt.Fprintf(w, "verdict: %s (TLS 1.2 failed: %s)\n", r.Verdict, r.TLS12Error)
 	case r.Note != "":
 		fmt.Fprintf(w, "verdict: %s: %s\n", r.Verdict, r.Note)
 	default:

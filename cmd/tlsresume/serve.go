@@ -15,14 +15,20 @@ import (
 	"time"
 
 	libtls "github.com/golibtls/libtls"
+	"github.com/golibtls/libtls/libtlshttp"
 )
 
 const serveUsage = `Usage: tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY]
 
-A libtls HTTPS server with session resumption (TLS 1.2 session tickets).
-Every response says which protocol, cipher and handshake (full or resumed)
-the connection got. It prints "listening on ADDRESS" once it accepts
-connections, and stops on SIGINT or SIGTERM.
+A libtls HTTPS server with session resumption (TLS 1.2 session tickets),
+over HTTP/2 or HTTP/1.1. Every response says which protocol, cipher and
+handshake (full or resumed) the connection got. It prints "listening on
+ADDRESS" once it accepts connections, and stops on SIGINT or SIGTERM.
+
+It logs failed handshakes on stderr with the client's address, answers
+plain HTTP sent to its port with "400 Bad Request", and prints its
+handshake counters (handshakes, resumed, failed by kind) on stderr on
+SIGUSR1 and when it stops.
 
 Without -keys the server makes its own ticket keys and session ID, so only
 this process resumes its sessions. With -keys it follows the fleet's
@@ -139,11 +145,17 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 		}
 		defer follower.Close()
 	}
+	// HTTP/2 when the client offers it (libtlshttp.Serve serves it).
+	if err := cfg.SetALPN("h2", "http/1.1"); err != nil {
+		return err
+	}
 	ln, err := libtls.Listen("tcp", o.addr, cfg)
 	if err != nil {
 		return err
 	}
+	lsrv := libtls.ListenerServer(ln)
 	pid := os.Getpid()
+	logger := log.New(stderr, "tlsresume serve: ", 0)
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hello(w, r, pid) }),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -151,7 +163,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},
-		ErrorLog: log.New(stderr, "tlsresume serve: ", 0),
+		ErrorLog: logger,
 	}
 	b := libtls.Backend()
 	if !b.ServerSessionResumption {
@@ -159,19 +171,52 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
 
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+	go func() { errc <- libtlshttp.Serve(srv, ln) }()
+	for {
+		select {
+		case err := <-errc:
+			logger.Print(statsLine(lsrv.Stats()))
+			return err
+		case <-usr1:
+			logger.Print(statsLine(lsrv.Stats()))
+			continue
+		case <-ctx.Done():
+		}
+		break
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}
+	<-errc
+	logger.Print(statsLine(lsrv.Stats()))
 	return nil
+}
+
+// statsLine is the server's handshake counters in one line.
+func statsLine(s libtls.ServerStats) string {
+	line := fmt.Sprintf("handshakes %d, resumed %d (%.1f%%), failed %d", s.Handshakes, s.Resumed, 100*s.ResumptionRatio(), s.Failed)
+	var kinds []string
+	for _, k := range []struct {
+		name string
+		n    int64
+	}{
+		{"timeout", s.Failures.Timeout}, {"peer closed", s.Failures.PeerClosed}, {"not TLS", s.Failures.NotTLS},
+		{"TLS", s.Failures.TLS}, {"canceled", s.Failures.Canceled}, {"other", s.Failures.Other},
+	} {
+		if k.n > 0 {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k.name, k.n))
+		}
+	}
+	if len(kinds) > 0 {
+		line += " (" + strings.Join(kinds, ", ") + ")"
+	}
+	return line
 }
 
 type connKey struct{}
@@ -179,15 +224,16 @@ type connKey struct{}
 // hello answers every request with the facts of its connection.
 func hello(w http.ResponseWriter, r *http.Request, pid int) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	c, ok := r.Context().Value(connKey{}).(*libtls.Conn)
+	// HTTP/1.1 connections are *libtls.Conn, HTTP/2 ones wrap one.
+	c, ok := r.Context().Value(connKey{}).(interface{ ConnInfo() libtls.ConnInfo })
 	if !ok {
 		http.Error(w, "not a libtls connection", http.StatusInternalServerError)
 		return
 	}
-	s := c.ConnectionState()
+	s := c.ConnInfo()
 	kind := "full"
 	if s.SessionResumed {
 		kind = "resumed"
 	}
-	fmt.Fprintf(w, "tlsresume serve (pid %d): %s, %s, %s handshake\n", pid, s.Version, s.CipherSuite, kind)
+	fmt.Fprintf(w, "tlsresume serve (pid %d): %s, %s, %s, %s handshake\n", pid, r.Proto, s.Version, s.Cipher, kind)
 }

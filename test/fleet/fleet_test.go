@@ -290,7 +290,7 @@ func handshake(t *testing.T, cfg *libtls.Config, srv *server) result {
 	_, err = fmt.Sscanf(strings.TrimSpace(line), "resumed=%t revs=%s", &r.serverResumed, &r.serverRevs)
 	require.NoError(t, err, "status line %q", line)
 	r.server, r.resumed = srv.name, c.SessionResumed()
-	require.Equal(t, "TLSv1.2", c.ConnectionState().Version)
+	require.Equal(t, "TLSv1.2", c.ConnInfo().Version)
 	return r
 }
 

@@ -322,7 +322,7 @@ func (l *load) golibtlsClient(kind string, cfg *libtls.Config, name func(*rand.R
 		c := nc.(*libtls.Conn)
 		defer c.Close()
 		resumed := c.SessionResumed()
-		if v := c.ConnectionState().Version; v != wantVersion {
+		if v := c.ConnInfo().Version; v != wantVersion {
 			l.tally.legit(kind, resumed, "version", fmt.Errorf("negotiated %s, want %s", v, wantVersion))
 			return
 		}

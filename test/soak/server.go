@@ -290,7 +290,7 @@ func (s *soakServer) handle(c *libtls.Conn) {
 		s.failure(s.hsFailures, "handshake ", err)
 		return
 	}
-	version := c.ConnectionState().Version
+	version := c.ConnInfo().Version
 	s.mu.Lock()
 	s.handshakes[version]++
 	if c.SessionResumed() {

@@ -1,0 +1,370 @@
+//lint:file-ignore SA1019 http.Transport speaks HTTP/2 only over crypto/tls connections, so HTTP/2 over libtls needs x/net's Transport, which x/net marks deprecated in favour of net/http's.
+
+package libtlshttp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"time"
+
+	libtls "github.com/golibtls/libtls"
+	"golang.org/x/net/http2"
+)
+
+// DefaultSessionCacheCapacity is how many servers a Transport keeps a
+// session for.
+const DefaultSessionCacheCapacity = libtls.DefaultSessionCacheCapacity
+
+// Transport is an http.RoundTripper for https URLs whose connections are
+// golibtls connections made from one Config. It keeps one TLS session per
+// server (a bounded libtls.SessionCache, keyed by server name and address),
+// so that a new connection to a server it has talked to resumes the
+// session where the server allows it; it speaks HTTP/2 when the server
+// selects "h2" by ALPN and HTTP/1.1 otherwise, remembering per server
+// which. Response.TLS is filled from the connection's ConnectionState.
+//
+// A Transport is made by NewTransport; its exported fields may be set
+// before its first use. It is safe for concurrent use. It does not go
+// through proxies, and plain http URLs are refused.
+type Transport struct {
+	// DialContext makes the TCP connection; nil uses a net.Dialer with a
+	// 30-second timeout and keep-alive, as http.DefaultTransport does.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TLSHandshakeTimeout bounds each TLS handshake; 0 means
+	// DefaultHandshakeTimeout.
+	TLSHandshakeTimeout time.Duration
+	// DisableHTTP2 offers only "http/1.1" by ALPN.
+	DisableHTTP2 bool
+	// MaxIdleConnsPerHost and IdleConnTimeout are those of http.Transport
+	// for HTTP/1.1 connections (0: net/http's defaults, 2 and none; here
+	// IdleConnTimeout defaults to 90s as in http.DefaultTransport).
+	// IdleConnTimeout also closes idle HTTP/2 connections.
+	MaxIdleConnsPerHost int
+	IdleConnTimeout     time.Duration
+
+	cfg   *libtls.Config
+	cache *libtls.SessionCache
+
+	once    sync.Once
+	initErr error
+	h1      *http.Transport
+	h2      *http2.Transport
+
+	mu     sync.Mutex
+	protos map[string]string         // server address -> "h2" or "http/1.1", once known
+	stash  map[string][]*stashedConn // connections dialed by one protocol's transport for the other's
+}
+
+// stashedConn is a connection that negotiated the protocol the other
+// transport speaks, waiting for that transport to dial.
+type stashedConn struct {
+	c     *libtls.Conn
+	timer *time.Timer
+}
+
+// maxProtos bounds how many servers' protocols a Transport remembers.
+const maxProtos = 4096
+
+// stashTimeout is how long a connection waits in the stash.
+const stashTimeout = 10 * time.Second
+
+// NewTransport returns a Transport whose connections use cfg, which holds
+// what the client needs to verify servers (SetCA, SetCAFile, ...) and any
+// client certificate. On first use the Transport sets cfg's ALPN protocols
+// ("h2" and "http/1.1", or "http/1.1" alone with DisableHTTP2) and gives
+// it a SessionCache of DefaultSessionCacheCapacity servers, replacing any
+// session file or cache set before: cfg should serve this Transport only.
+// As libtls.SessionCache explains, the client handshakes of one Config
+// with a SessionCache run one at a time.
+func NewTransport(cfg *libtls.Config) *Transport {
+	return &Transport{cfg: cfg, IdleConnTimeout: 90 * time.Second}
+}
+
+func (t *Transport) init() {
+	if t.cfg == nil {
+		t.initErr = errors.New("libtlshttp: Transport without a Config (use NewTransport)")
+		return
+	}
+	protos := []string{http2.NextProtoTLS, "http/1.1"}
+	if t.DisableHTTP2 {
+		protos = protos[1:]
+	}
+	if err := t.cfg.SetALPN(protos...); err != nil {
+		t.initErr = err
+		return
+	}
+	t.cache = libtls.NewMemorySessionCache(DefaultSessionCacheCapacity)
+	if err := t.cfg.SetSessionCache(t.cache); err != nil {
+		t.initErr = err
+		return
+	}
+	t.protos = make(map[string]string)
+	t.stash = make(map[string][]*stashedConn)
+	t.h1 = &http.Transport{
+		DialTLSContext:      t.dialHTTP1,
+		ForceAttemptHTTP2:   false,
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{}, // no crypto/tls HTTP/2
+		MaxIdleConnsPerHost: t.MaxIdleConnsPerHost,
+		IdleConnTimeout:     t.IdleConnTimeout,
+	}
+	t.h2 = &http2.Transport{
+		DialTLSContext:  t.dialHTTP2,
+		IdleConnTimeout: t.IdleConnTimeout,
+	}
+}
+
+// errOtherProtocol is returned by one protocol's dial when the server chose
+// the other; RoundTrip then retries with the other transport, which takes
+// the connection from the stash.
+type errOtherProtocol struct{ proto string }
+
+func (e *errOtherProtocol) Error() string {
+	return "libtlshttp: the server chose " + e.proto + " (retried with it)"
+}
+
+// RoundTrip sends req and returns its response (http.RoundTripper). The
+// request's context bounds the dial, handshake and exchange.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.once.Do(t.init)
+	if t.initErr != nil {
+		closeBody(req)
+		return nil, t.initErr
+	}
+	if req.URL == nil || req.URL.Scheme != "https" {
+		closeBody(req)
+		return nil, errors.New("libtlshttp: Transport handles https URLs only")
+	}
+	key := canonicalAddr(req)
+	useH1 := t.DisableHTTP2 || t.protocol(key) == "http/1.1"
+	// The protocol is decided by the first dial; a request goes to the
+	// other transport at most twice (a server that changed its mind).
+	for range 3 {
+		var resp *http.Response
+		var err error
+		if useH1 {
+			resp, err = t.roundTripHTTP1(req)
+		} else {
+			resp, err = t.h2.RoundTrip(req)
+		}
+		var other *errOtherProtocol
+		if err == nil || !errors.As(err, &other) {
+			return resp, err
+		}
+		useH1 = !useH1
+		// Nothing was sent, but net/http closes the body of a request
+		// that fails: retry with a new one.
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil, err
+			}
+			body, berr := req.GetBody()
+			if berr != nil {
+				return nil, berr
+			}
+			req = req.Clone(req.Context())
+			req.Body = body
+		}
+	}
+	closeBody(req)
+	return nil, errors.New("libtlshttp: the server keeps changing its protocol")
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// canonicalAddr is the address a request's connection goes to.
+func canonicalAddr(req *http.Request) string {
+	host, port := req.URL.Hostname(), req.URL.Port()
+	if port == "" {
+		port = "443"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// roundTripHTTP1 runs req on the HTTP/1.1 transport and fills resp.TLS,
+// which net/http leaves nil for connections that are not *tls.Conn.
+func (t *Transport) roundTripHTTP1(req *http.Request) (*http.Response, error) {
+	var mu sync.Mutex
+	var conn net.Conn
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		mu.Lock()
+		conn = info.Conn
+		mu.Unlock()
+	}}
+	treq := req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	resp, err := t.h1.RoundTrip(treq)
+	if err != nil {
+		return nil, err
+	}
+	resp.Request = req
+	mu.Lock()
+	c := conn
+	mu.Unlock()
+	if cs, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok && resp.TLS == nil {
+		st := cs.ConnectionState()
+		resp.TLS = &st
+	}
+	return resp, nil
+}
+
+// CloseIdleConnections closes the idle connections of both protocols.
+func (t *Transport) CloseIdleConnections() {
+	t.once.Do(t.init)
+	if t.initErr != nil {
+		return
+	}
+	t.h1.CloseIdleConnections()
+	t.h2.CloseIdleConnections()
+	t.mu.Lock()
+	stash := t.stash
+	t.stash = make(map[string][]*stashedConn)
+	t.mu.Unlock()
+	for _, conns := range stash {
+		for _, s := range conns {
+			s.timer.Stop()
+			s.c.Close()
+		}
+	}
+}
+
+func (t *Transport) protocol(addr string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.protos[addr]
+}
+
+func (t *Transport) setProtocol(addr, proto string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.protos[addr]; !ok && len(t.protos) >= maxProtos {
+		for k := range t.protos { // forget one: it is learnt again by a dial
+			delete(t.protos, k)
+			break
+		}
+	}
+	t.protos[addr] = proto
+}
+
+// stashKey names a stashed connection: its address and protocol.
+func stashKey(addr, proto string) string { return proto + " " + addr }
+
+func (t *Transport) putStash(addr, proto string, c *libtls.Conn) {
+	key := stashKey(addr, proto)
+	s := &stashedConn{c: c}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s.timer = time.AfterFunc(stashTimeout, func() {
+		t.mu.Lock()
+		conns := t.stash[key]
+		for i, x := range conns {
+			if x == s {
+				t.stash[key] = append(conns[:i:i], conns[i+1:]...)
+				if len(t.stash[key]) == 0 {
+					delete(t.stash, key)
+				}
+				t.mu.Unlock()
+				c.Close()
+				return
+			}
+		}
+		t.mu.Unlock()
+	})
+	t.stash[key] = append(t.stash[key], s)
+}
+
+func (t *Transport) takeStash(addr, proto string) *libtls.Conn {
+	key := stashKey(addr, proto)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	conns := t.stash[key]
+	if len(conns) == 0 {
+		return nil
+	}
+	s := conns[len(conns)-1]
+	if len(conns) == 1 {
+		delete(t.stash, key)
+	} else {
+		t.stash[key] = conns[:len(conns)-1]
+	}
+	if !s.timer.Stop() {
+		return nil // its timer is closing it
+	}
+	return s.c
+}
+
+// dial connects to addr and runs the TLS handshake, bounded by ctx and
+// TLSHandshakeTimeout. The name sent and verified is addr's host.
+func (t *Transport) dial(ctx context.Context, network, addr string) (*libtls.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	dial := t.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	raw, err := dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := libtls.Client(raw, t.cfg, host)
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	timeout := t.TLSHandshakeTimeout
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := c.HandshakeContext(hctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// dialHTTP1 is the HTTP/1.1 transport's DialTLSContext.
+func (t *Transport) dialHTTP1(ctx context.Context, network, addr string) (net.Conn, error) {
+	if c := t.takeStash(addr, "http/1.1"); c != nil {
+		return c, nil
+	}
+	c, err := t.dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if c.ConnInfo().NegotiatedProtocol == http2.NextProtoTLS {
+		t.setProtocol(addr, http2.NextProtoTLS)
+		t.putStash(addr, http2.NextProtoTLS, c)
+		return nil, &errOtherProtocol{"HTTP/2"}
+	}
+	t.setProtocol(addr, "http/1.1")
+	return c, nil
+}
+
+// dialHTTP2 is the HTTP/2 transport's DialTLSContext.
+func (t *Transport) dialHTTP2(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+	if c := t.takeStash(addr, http2.NextProtoTLS); c != nil {
+		return c, nil
+	}
+	c, err := t.dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if c.ConnInfo().NegotiatedProtocol != http2.NextProtoTLS {
+		t.setProtocol(addr, "http/1.1")
+		t.putStash(addr, "http/1.1", c)
+		return nil, &errOtherProtocol{"HTTP/1.1"}
+	}
+	t.setProtocol(addr, http2.NextProtoTLS)
+	return c, nil
+}
