@@ -125,8 +125,12 @@ func NewListener(inner net.Listener, cfg *Config) (net.Listener, error) {
 }
 
 // Listen creates a TLS listener on network and addr (see net.Listen).
+// Unlike net.Listen it leaves TCP keep-alive off on accepted connections
+// (two setsockopt calls per connection that nobody asked for); listen with
+// a net.ListenConfig and NewListener to have it.
 func Listen(network, addr string, cfg *Config) (net.Listener, error) {
-	inner, err := net.Listen(network, addr)
+	lc := net.ListenConfig{KeepAlive: -1}
+	inner, err := lc.Listen(context.Background(), network, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +177,8 @@ func DialContext(ctx context.Context, network, addr string, cfg *Config) (*Conn,
 // crypto/tls.Dialer. Its DialContext fits http.Transport.DialTLSContext.
 type Dialer struct {
 	// NetDialer is the dialer of the underlying connection; nil means a
-	// zero net.Dialer. As with crypto/tls.Dialer, its Timeout and Deadline
+	// net.Dialer with TCP keep-alive off (KeepAlive -1: a zero net.Dialer
+	// would turn it on, two setsockopt calls per connection). As with crypto/tls.Dialer, its Timeout and Deadline
 	// bound the connect and the handshake together.
 	NetDialer *net.Dialer
 	// Config is the client configuration. Required.
@@ -196,6 +201,10 @@ func (d *Dialer) Dial(network, addr string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, addr)
 }
 
+// noKeepAliveDialer is the net.Dialer of a Dialer without one. It is never
+// modified.
+var noKeepAliveDialer = net.Dialer{KeepAlive: -1}
+
 func (d *Dialer) dial(ctx context.Context, network, addr string) (*Conn, error) {
 	name := d.ServerName
 	if name == "" {
@@ -207,7 +216,7 @@ func (d *Dialer) dial(ctx context.Context, network, addr string) (*Conn, error) 
 	}
 	nd := d.NetDialer
 	if nd == nil {
-		nd = &net.Dialer{}
+		nd = &noKeepAliveDialer
 	}
 	// The net.Dialer would apply Timeout and Deadline to the connect only;
 	// a server that accepts and never answers would then hold the

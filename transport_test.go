@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,4 +101,57 @@ func TestSocketTransportDataAfterTickets(t *testing.T) {
 		require.NoError(t, err, "round %d", round)
 		require.Equal(t, "after the tickets", string(buf[:n]))
 	}
+}
+
+// keepAliveOn reads SO_KEEPALIVE of conn's socket.
+func keepAliveOn(t *testing.T, conn net.Conn) bool {
+	t.Helper()
+	rc, err := conn.(syscall.Conn).SyscallConn()
+	require.NoError(t, err)
+	var v int
+	var serr error
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+	}))
+	require.NoError(t, serr)
+	return v != 0
+}
+
+// Listen and Dial leave TCP keep-alive off (net.Listen and a zero
+// net.Dialer turn it on, two setsockopt calls per connection); a
+// NetDialer the user sets keeps its own choice.
+func TestListenDialNoKeepAlive(t *testing.T) {
+	l, err := Listen("tcp", "127.0.0.1:0", newServerConfig(t))
+	require.NoError(t, err)
+	defer l.Close()
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		for range 2 {
+			c, err := l.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			go func() { _ = c.(*Conn).Handshake() }()
+			accepted <- c
+		}
+	}()
+	cfg := newClientConfig(t)
+	c, err := Dial("tcp", l.Addr().String(), cfg)
+	require.NoError(t, err)
+	defer c.Close()
+	s := <-accepted
+	require.NotNil(t, s)
+	defer s.Close()
+	assert.False(t, keepAliveOn(t, c.NetConn()), "Dial's connection")
+	assert.False(t, keepAliveOn(t, s.(*Conn).NetConn()), "Listen's accepted connection")
+
+	d := &Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: cfg}
+	c2, err := d.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	defer c2.Close()
+	if s2 := <-accepted; s2 != nil {
+		defer s2.Close()
+	}
+	assert.True(t, keepAliveOn(t, c2.(*Conn).NetConn()), "a NetDialer with KeepAlive set")
 }
