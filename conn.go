@@ -72,6 +72,10 @@ type Conn struct {
 	// readEnd is how the stream ended, found by a Read that also
 	// returned data (guarded by readMu): io.EOF, or an error.
 	readEnd error
+	// rd and wr are Read's and Write's libtls calls (guarded by readMu
+	// and writeMu).
+	rd readCall
+	wr writeCall
 
 	hsDone atomic.Bool // set after hsErr and state are final
 	hsErr  error
@@ -194,8 +198,18 @@ func ctxError(ctx *C.struct_tls, op string) error {
 func closedError(op string) error { return &Error{Op: op, Err: ErrClosed} }
 
 // libtlsCall is a call into libtls on the live context; step makes it with
-// cMu held.
-type libtlsCall func(ctx *C.struct_tls) C.ssize_t
+// cMu held. An interface, not a func: Read's and Write's calls and the
+// transports' wrappers are structs kept per Conn, so that steady-state
+// Reads and Writes allocate no closures.
+type libtlsCall interface {
+	call(ctx *C.struct_tls) C.ssize_t
+}
+
+// callFunc makes a function a libtlsCall, for the calls made once per
+// connection (handshake, close_notify).
+type callFunc func(ctx *C.struct_tls) C.ssize_t
+
+func (f callFunc) call(ctx *C.struct_tls) C.ssize_t { return f(ctx) }
 
 // step makes one call into libtls, the one place where a Conn's libtls
 // calls are made and their results mapped: a non-negative result or
@@ -216,7 +230,7 @@ func (c *Conn) step(kind opKind, op string, call libtlsCall) (C.ssize_t, error) 
 	if c.ctx == nil {
 		return -1, closedError(op)
 	}
-	rc := call(c.ctx)
+	rc := call.call(c.ctx)
 	if rc < 0 && rc != C.TLS_WANT_POLLIN && rc != C.TLS_WANT_POLLOUT {
 		err := ctxError(c.ctx, op).(*Error)
 		err.Err = c.t.ioError(op)
@@ -313,13 +327,13 @@ func (c *Conn) handshake(ctx context.Context) error {
 
 // handshakeSteps drives tls_handshake to completion.
 func (c *Conn) handshakeSteps() error {
-	_, err := c.t.run(c, opHandshake, "handshake", func(ctx *C.struct_tls) C.ssize_t {
+	_, err := c.t.run(c, opHandshake, "handshake", callFunc(func(ctx *C.struct_tls) C.ssize_t {
 		rc := C.tls_handshake(ctx)
 		if rc == 0 {
 			c.captureState()
 		}
 		return C.ssize_t(rc)
-	})
+	}))
 	return err
 }
 
@@ -395,26 +409,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		return 0, err
 	}
-	var end error
-	n, err := c.t.run(c, opRead, "read", func(ctx *C.struct_tls) C.ssize_t {
-		var last C.ssize_t
-		n := C.golibtls_read_many(ctx, unsafe.Pointer(&p[0]), C.size_t(min(len(p), maxOpBytes)), &last)
-		switch {
-		case n == 0 || last == 0:
-			end = io.EOF
-			if !c.t.atRecordBoundary() {
-				// The stream ended inside a record: not a close.
-				end = &Error{Op: "read", Msg: "unexpected EOF inside a TLS record", Err: io.ErrUnexpectedEOF}
-			}
-		case last < 0:
-			// Data, then a failure: report the failure next time
-			// (cMu is held, so its text is this call's).
-			le := ctxError(ctx, "read").(*Error)
-			le.Err = c.t.ioError("read")
-			end = le
-		}
-		return n
-	})
+	r := &c.rd
+	r.t, r.p = c.t, p
+	n, err := c.t.run(c, opRead, "read", r)
+	end := r.end
+	r.p, r.end = nil, nil // keep neither the caller's buffer nor the error
 	switch {
 	case err != nil:
 		return 0, err
@@ -423,6 +422,50 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return int(n), nil
 	}
 	return 0, end
+}
+
+// readCall is Read's libtls call, kept in the Conn so that steady-state
+// Reads allocate nothing (a closure handed to the transport would escape
+// to the heap on every call).
+type readCall struct {
+	t   transport
+	p   []byte // the caller's buffer, during a Read
+	end error  // how the stream ended, if it did
+	// last is the result of the last tls_read (a field, not a local: a
+	// local whose address goes to C escapes to the heap on every call).
+	last C.ssize_t
+}
+
+// call reads as much as fits into p (several records at most maxOpBytes)
+// in one cgo call. It runs under cMu.
+func (r *readCall) call(ctx *C.struct_tls) C.ssize_t {
+	n := C.golibtls_read_many(ctx, unsafe.Pointer(&r.p[0]), C.size_t(min(len(r.p), maxOpBytes)), &r.last)
+	switch last := r.last; {
+	case n == 0 || last == 0:
+		r.end = io.EOF
+		if !r.t.atRecordBoundary() {
+			// The stream ended inside a record: not a close.
+			r.end = &Error{Op: "read", Msg: "unexpected EOF inside a TLS record", Err: io.ErrUnexpectedEOF}
+		}
+	case last < 0:
+		// Data, then a failure: report the failure next time (cMu is
+		// held, so its text is this call's).
+		le := ctxError(ctx, "read").(*Error)
+		le.Err = r.t.ioError("read")
+		r.end = le
+	}
+	return n
+}
+
+// writeCall is Write's libtls call, kept in the Conn (see readCall).
+type writeCall struct {
+	p []byte // what is left to write, during a Write
+}
+
+// call writes p, several records but at most maxOpBytes, in one cgo call.
+// It runs under cMu.
+func (w *writeCall) call(ctx *C.struct_tls) C.ssize_t {
+	return C.golibtls_write_many(ctx, unsafe.Pointer(&w.p[0]), C.size_t(len(w.p)), maxOpBytes)
 }
 
 // Write writes application data, running the handshake first if needed.
@@ -434,10 +477,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	defer c.writeMu.Unlock()
 	total := 0
 	for total < len(p) {
-		rest := p[total:]
-		n, err := c.t.run(c, opWrite, "write", func(ctx *C.struct_tls) C.ssize_t {
-			return C.golibtls_write_many(ctx, unsafe.Pointer(&rest[0]), C.size_t(len(rest)), maxOpBytes)
-		})
+		c.wr.p = p[total:]
+		n, err := c.t.run(c, opWrite, "write", &c.wr)
+		c.wr.p = nil
 		if n > 0 {
 			total += int(n)
 		}
@@ -485,9 +527,9 @@ func (c *Conn) Close() error {
 // wait for the peer's close_notify (tls_close's TLS_WANT_POLLIN).
 func (c *Conn) closeNotify() error {
 	_ = c.conn.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
-	_, err := c.t.run(c, opClose, "close", func(ctx *C.struct_tls) C.ssize_t {
+	_, err := c.t.run(c, opClose, "close", callFunc(func(ctx *C.struct_tls) C.ssize_t {
 		return C.ssize_t(C.tls_close(ctx))
-	})
+	}))
 	return err
 }
 

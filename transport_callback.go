@@ -115,6 +115,9 @@ type callbackTransport struct {
 	// first call only, so an end of file that fill sees afterwards is a
 	// cut, not the peer's end of stream.
 	resetErr atomic.Pointer[error]
+
+	// The runs of Reads and Writes.
+	readRun, writeRun cbRun
 }
 
 func newCallbackTransport() *callbackTransport {
@@ -159,20 +162,42 @@ func (t *callbackTransport) reset() {
 	}
 }
 
+// cbRun is a run's libtls call with what it saw of the out buffer: the
+// transport keeps one for Reads (and the handshake) and one for Writes
+// (and close_notify), so that steady-state Reads and Writes allocate
+// nothing.
+type cbRun struct {
+	t                 *callbackTransport
+	inner             libtlsCall
+	pending, produced bool
+}
+
+// call is the call as Conn.step makes it under cMu; it notes whether the
+// out buffer holds bytes, and whether this call queued them.
+func (r *cbRun) call(ctx *C.struct_tls) C.ssize_t {
+	bio := r.t.bio
+	before := bio.out_end
+	rc := r.inner.call(ctx)
+	r.pending = bio.out_end > bio.out_off
+	r.produced = bio.out_end > before
+	return rc
+}
+
 // run drives call, flushing what libtls produced and reading what it asks
 // for. Output is flushed before any wait for the peer, except where the
 // peer may itself be blocked writing to us (see below).
 func (t *callbackTransport) run(c *Conn, kind opKind, op string, call libtlsCall) (C.ssize_t, error) {
+	// A handshake ends before the first Read (both hold hsMu or wait for
+	// it), and close_notify is sent under writeMu: two runs serve all.
+	r := &t.readRun
+	if kind == opWrite || kind == opClose {
+		r = &t.writeRun
+	}
+	r.t, r.inner = t, call
+	defer func() { r.inner = nil }()
 	for {
-		var before C.size_t
-		var pending, produced bool
-		rc, err := c.step(kind, op, func(ctx *C.struct_tls) C.ssize_t {
-			before = t.bio.out_end
-			rc := call(ctx)
-			pending = t.bio.out_end > t.bio.out_off
-			produced = t.bio.out_end > before
-			return rc
-		})
+		rc, err := c.step(kind, op, r)
+		pending, produced := r.pending, r.produced
 		if err != nil && errors.Is(err, ErrClosed) {
 			return rc, err
 		}
@@ -345,7 +370,8 @@ func (t *callbackTransport) flushLocked(c *Conn) error {
 				return closedError("write")
 			}
 			if errors.Is(err, syscall.ECONNRESET) {
-				t.resetErr.Store(&err)
+				reset := err // a copy: storing &err would move err to the heap on every write
+				t.resetErr.Store(&reset)
 			}
 			return err
 		}

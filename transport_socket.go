@@ -110,6 +110,9 @@ type socketTransport struct {
 	raw  syscall.RawConn
 	conn net.Conn                // for the addresses of errors
 	s    *C.struct_golibtls_sock // C memory; nil once freed
+
+	// The runs of Reads and Writes.
+	readRun, writeRun sockRun
 }
 
 // maxSpins bounds how often a call is repeated at once, without waiting,
@@ -169,66 +172,109 @@ func (t *socketTransport) reset() {
 	*t.s = C.struct_golibtls_sock{fd: fd, reset: reset}
 }
 
+// sockRun is one run's state: the socket transport keeps one for Reads
+// (and the handshake) and one for Writes (and close_notify), with their
+// RawConn callback bound once, so that steady-state Reads and Writes
+// allocate nothing. It points to the Conn only during a run (the
+// transport keeps none at rest).
+type sockRun struct {
+	t     *socketTransport
+	c     *Conn
+	kind  opKind
+	op    string
+	inner libtlsCall
+
+	rc    C.ssize_t
+	err   error
+	done  bool
+	again bool
+	spin  int
+	// The readiness the next wait is for.
+	want C.ssize_t
+
+	onReady func(uintptr) bool // r.ready, bound on first use
+}
+
+// call is the call as Conn.step makes it under cMu: it also records
+// whether libtls asked for I/O the socket did not refuse.
+func (r *sockRun) call(ctx *C.struct_tls) C.ssize_t {
+	s := r.t.s
+	s.eagain, s.wblock = 0, 0
+	rc := r.inner.call(ctx)
+	r.again = r.spin < maxSpins &&
+		((rc == C.TLS_WANT_POLLIN && s.eagain == 0) || (rc == C.TLS_WANT_POLLOUT && s.wblock == 0))
+	return rc
+}
+
+// ready is the RawConn callback: it makes the call until libtls has to wait
+// for the socket, and reports whether the run can stop waiting in this
+// direction.
+func (r *sockRun) ready(uintptr) bool {
+	for r.spin = 0; ; r.spin++ {
+		r.rc, r.err = r.c.step(r.kind, r.op, r)
+		if r.err == nil && r.again {
+			continue
+		}
+		rc := r.rc
+		if r.err != nil || (rc != C.TLS_WANT_POLLIN && rc != C.TLS_WANT_POLLOUT) ||
+			(r.kind == opClose && rc == C.TLS_WANT_POLLIN) { // the peer's close_notify is not awaited
+			r.done = true
+			return true
+		}
+		if rc == r.want {
+			return false // wait in this RawConn call, then call again
+		}
+		r.want = rc
+		return true // wait for the other direction
+	}
+}
+
 // run makes the call inside a RawConn callback, waits for readability or
 // writability as libtls asks, and repeats.
 func (t *socketTransport) run(c *Conn, kind opKind, op string, call libtlsCall) (C.ssize_t, error) {
-	var (
-		rc    C.ssize_t
-		err   error
-		done  bool
-		again bool
-		// The readiness the next wait is for. Writes start in a RawConn
-		// Write, so that an expired read deadline cannot fail them, and
-		// the rest in a RawConn Read.
-		want C.ssize_t = C.TLS_WANT_POLLIN
-	)
+	// A handshake ends before the first Read (both hold hsMu or wait for
+	// it), and close_notify is sent under writeMu: two runs serve all.
+	r := &t.readRun
 	if kind == opWrite || kind == opClose {
-		want = C.TLS_WANT_POLLOUT
+		r = &t.writeRun
 	}
-	callback := func(uintptr) bool {
-		for spin := 0; ; spin++ {
-			rc, err = c.step(kind, op, func(ctx *C.struct_tls) C.ssize_t {
-				t.s.eagain, t.s.wblock = 0, 0
-				rc := call(ctx)
-				// Asked for I/O the socket did not refuse: call again.
-				again = spin < maxSpins &&
-					((rc == C.TLS_WANT_POLLIN && t.s.eagain == 0) || (rc == C.TLS_WANT_POLLOUT && t.s.wblock == 0))
-				return rc
-			})
-			if err == nil && again {
-				continue
-			}
-			if err != nil || (rc != C.TLS_WANT_POLLIN && rc != C.TLS_WANT_POLLOUT) ||
-				(kind == opClose && rc == C.TLS_WANT_POLLIN) { // the peer's close_notify is not awaited
-				done = true
-				return true
-			}
-			if rc == want {
-				return false // wait in this RawConn call, then call again
-			}
-			want = rc
-			return true // wait for the other direction
-		}
+	if r.onReady == nil {
+		r.t = t
+		r.onReady = r.ready
 	}
-	for !done {
+	r.c, r.kind, r.op, r.inner = c, kind, op, call
+	r.rc, r.err, r.done = 0, nil, false
+	// Writes start in a RawConn Write, so that an expired read deadline
+	// cannot fail them, and the rest in a RawConn Read.
+	r.want = C.TLS_WANT_POLLIN
+	if kind == opWrite || kind == opClose {
+		r.want = C.TLS_WANT_POLLOUT
+	}
+	rc, err := t.wait(r)
+	r.c, r.inner, r.err = nil, nil, nil
+	return rc, err
+}
+
+func (t *socketTransport) wait(r *sockRun) (C.ssize_t, error) {
+	for !r.done {
 		var werr error
-		if want == C.TLS_WANT_POLLIN {
-			werr = t.raw.Read(callback)
+		if r.want == C.TLS_WANT_POLLIN {
+			werr = t.raw.Read(r.onReady)
 		} else {
-			werr = t.raw.Write(callback)
+			werr = t.raw.Write(r.onReady)
 		}
-		if werr != nil && !done {
-			if c.closed.Load() || errors.Is(werr, net.ErrClosed) {
-				return -1, closedError(op)
+		if werr != nil && !r.done {
+			if r.c.closed.Load() || errors.Is(werr, net.ErrClosed) {
+				return -1, closedError(r.op)
 			}
 			dir := "read"
-			if want == C.TLS_WANT_POLLOUT {
+			if r.want == C.TLS_WANT_POLLOUT {
 				dir = "write"
 			}
 			return -1, t.opError(dir, werr)
 		}
 	}
-	return rc, err
+	return r.rc, r.err
 }
 
 func (t *socketTransport) free(*Conn) {

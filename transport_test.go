@@ -155,3 +155,35 @@ func TestListenDialNoKeepAlive(t *testing.T) {
 	}
 	assert.True(t, keepAliveOn(t, c2.(*Conn).NetConn()), "a NetDialer with KeepAlive set")
 }
+
+// Steady-state Reads and Writes allocate nothing on either transport: the
+// libtls calls and the socket transport's RawConn callbacks are bound once
+// per Conn, not made as closures per call.
+func TestReadWriteAllocations(t *testing.T) {
+	for _, mode := range []int32{transportAuto, transportCallback} {
+		withTransport(t, mode, func() {
+			craw, sraw := tcpPair(t)
+			c := newLibtlsClient(t, craw, newClientConfig(t), "localhost")
+			s := newLibtlsServer(t, sraw, newServerConfig(t))
+			cerr, serr := handshakeBoth(c, s)
+			require.NoError(t, cerr)
+			require.NoError(t, serr)
+			msg := make([]byte, 1024)
+			buf := make([]byte, len(msg))
+			var werr, rerr error
+			roundTrip := func() {
+				if _, err := c.Write(msg); err != nil && werr == nil {
+					werr = err
+				}
+				if _, err := io.ReadFull(s, buf); err != nil && rerr == nil {
+					rerr = err
+				}
+			}
+			roundTrip() // the first Read and Write make their calls
+			allocs := testing.AllocsPerRun(200, roundTrip)
+			require.NoError(t, werr)
+			require.NoError(t, rerr)
+			assert.Zero(t, allocs, "allocations per Write and Read on the %s transport", c.TransportName())
+		})
+	}
+}
