@@ -21,7 +21,7 @@ apt_install() {
 
 libtls_setup() {
 	if command -v dpkg-query >/dev/null 2>&1; then
-		local pkgs=(pkg-config gcc libc6-dev openssl)
+		local pkgs=(pkg-config gcc libc6-dev openssl curl)
 		# With LIBTLS_PREFIX the system libtls is not needed.
 		[ -z "${LIBTLS_PREFIX:-}" ] && pkgs+=(libtls-dev)
 		apt_install "${pkgs[@]}"
