@@ -72,9 +72,17 @@ func parseSet(key string, rev int64, value []byte) (*libtls.TicketKeySet, error)
 	defer clear(value)
 	set := new(libtls.TicketKeySet)
 	if err := set.UnmarshalText(value); err != nil {
-		return nil, fmt.Errorf("etcdkeys: %s at revision %d: %w", key, rev, err)
+		return nil, fmt.Errorf("etcdkeys: %s: %w", at(key, rev), err)
 	}
 	return set, nil
+}
+
+// at names a value in errors: "KEY at revision REV", or "KEY" for rev 0.
+func at(key string, rev int64) string {
+	if rev == 0 {
+		return key
+	}
+	return fmt.Sprintf("%s at revision %d", key, rev)
 }
 
 var errNoClient = errors.New("nil etcd client")

@@ -195,6 +195,28 @@ func (k *KEK) open(name string, s *sealedValue) ([]byte, error) {
 	return k.aead.Open(nil, s.ct[:ns], s.ct[ns:], []byte(name))
 }
 
+// DecodeSet returns the set in value, as stored under the etcd key: a key
+// file's text (sealed false), or a sealed one, which needs kek. It zeroes
+// value; zero the set when done. With EncodeSet, it is how a program moves
+// a sealed set between etcd and a key file (libtls.ReadTicketKeyFile,
+// libtls.WriteTicketKeyFile) without the keys passing through etcd in
+// clear.
+func DecodeSet(key string, value []byte, kek *KEK) (set *libtls.TicketKeySet, sealed bool, err error) {
+	return decodeSet(key, 0, value, kek)
+}
+
+// EncodeSet returns the value to store under the etcd key for set: its
+// key file text, sealed with kek unless kek is nil (what a Rotator stores).
+// Zero the value when done if it is in clear.
+func EncodeSet(key string, set *libtls.TicketKeySet, kek *KEK) ([]byte, error) {
+	text, err := set.MarshalText()
+	if err != nil || kek == nil {
+		return text, err
+	}
+	defer clear(text)
+	return kek.seal(key, text)
+}
+
 // decodeSet returns the set stored in value (revision rev of key), which is
 // a key file's text or, sealed, needs kek; it zeroes value. sealed reports
 // which. A value in clear is returned even when kek is set (a Rotator
@@ -207,17 +229,17 @@ func decodeSet(key string, rev int64, value []byte, kek *KEK) (set *libtls.Ticke
 	defer clear(value)
 	s, err := parseSealed(value)
 	if err != nil {
-		return nil, true, fmt.Errorf("etcdkeys: %s at revision %d: %w", key, rev, err)
+		return nil, true, fmt.Errorf("etcdkeys: %s: %w", at(key, rev), err)
 	}
 	switch {
 	case kek == nil:
-		return nil, true, fmt.Errorf("etcdkeys: %s at revision %d is sealed with KEK %s and there is no KEK here: %w", key, rev, s.kek, ErrWrongKEK)
+		return nil, true, fmt.Errorf("etcdkeys: %s is sealed with KEK %s and there is no KEK here: %w", at(key, rev), s.kek, ErrWrongKEK)
 	case s.kek != kek.id:
-		return nil, true, fmt.Errorf("etcdkeys: %s at revision %d is sealed with KEK %s, not with this KEK (%s): %w", key, rev, s.kek, kek.id, ErrWrongKEK)
+		return nil, true, fmt.Errorf("etcdkeys: %s is sealed with KEK %s, not with this KEK (%s): %w", at(key, rev), s.kek, kek.id, ErrWrongKEK)
 	}
 	plain, err := kek.open(key, s)
 	if err != nil {
-		return nil, true, fmt.Errorf("etcdkeys: %s at revision %d does not unseal with KEK %s: altered, or copied from another key", key, rev, kek.id)
+		return nil, true, fmt.Errorf("etcdkeys: %s does not unseal with KEK %s: altered, or copied from another key", at(key, rev), kek.id)
 	}
 	set, err = parseSet(key, rev, plain) // zeroes plain
 	return set, true, err

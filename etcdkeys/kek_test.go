@@ -165,3 +165,30 @@ func TestFollowerRefusesClearWithKEK(t *testing.T) {
 	assert.ErrorContains(t, err, "/k at revision 3 is stored in clear")
 	assert.Equal(t, make([]byte, len(text)), text, "the value is zeroed")
 }
+
+// TestEncodeDecodeSet: what a program uses to move a set between a key
+// file and etcd, sealed or not.
+func TestEncodeDecodeSet(t *testing.T) {
+	set, err := libtls.NewTicketKeySet()
+	require.NoError(t, err)
+	defer set.Zero()
+	k := newKEK(t)
+	for _, kek := range []*KEK{nil, k} {
+		value, err := EncodeSet("/k", set, kek)
+		require.NoError(t, err)
+		assert.Equal(t, kek != nil, isSealed(value))
+		got, sealed, err := DecodeSet("/k", value, kek)
+		require.NoError(t, err)
+		assert.Equal(t, kek != nil, sealed)
+		assert.Equal(t, set.SessionID, got.SessionID)
+		assert.Equal(t, set.Keys[0].Key, got.Keys[0].Key)
+		got.Zero()
+		assert.Equal(t, make([]byte, len(value)), value, "zeroed")
+	}
+	value, err := EncodeSet("/k", set, k)
+	require.NoError(t, err)
+	_, _, err = DecodeSet("/other", value, k)
+	assert.EqualError(t, err, "etcdkeys: /other does not unseal with KEK "+k.ID()+": altered, or copied from another key")
+	_, err = EncodeSet("/k", &libtls.TicketKeySet{}, k)
+	assert.Error(t, err, "an invalid set")
+}

@@ -319,17 +319,11 @@ func (r *Rotator) step(ctx context.Context, e *concurrency.Election, log *slog.L
 	if !changed && !seal {
 		return next, nil
 	}
-	text, err := set.MarshalText()
+	value, err := EncodeSet(r.Key, set, r.KEK)
 	if err != nil {
 		return time.Time{}, err
 	}
-	defer clear(text)
-	value := text
-	if r.KEK != nil {
-		if value, err = r.KEK.seal(r.Key, text); err != nil {
-			return time.Time{}, err
-		}
-	}
+	defer clear(value) // the keys, when in clear
 	// Fenced: only while this Rotator's election key still exists (it is
 	// the leader: later candidates wait for its deletion) and the value is
 	// the one just read. The etcd client copies the value into its request

@@ -308,7 +308,7 @@ func TestStartWithoutQuorum(t *testing.T) {
 	// during the outage may follow.
 	assert.Equal(t, uint32(1), cfg.TicketKeyRevisions()[0], "%v", cfg.TicketKeyRevisions())
 	eventually(t, 5*time.Second, "no error", func() bool { return f.Err() == nil })
-	assert.Len(t, lg.find("etcdkeys: created"), 1)
+	eventually(t, 5*time.Second, "the rotator's log of the set", func() bool { return len(lg.find("etcdkeys: created")) == 1 })
 	assert.Equal(t, 1, failed())
 
 	// A new server from the Config has the fleet's session ID: sessions
