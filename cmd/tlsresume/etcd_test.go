@@ -226,6 +226,48 @@ func newestRotated(stdout string) uint32 {
 	return newest
 }
 
+// newSecureTest is what the tests of a fleet on a secure etcd start with:
+// certificates for the servers, the etcd, this program (which runs as
+// tlsresume in a child) and a context for the test.
+func newSecureTest(t *testing.T) (*testPKI, *secureEtcd, string, context.Context) {
+	t.Helper()
+	p := newTestPKI(t)
+	s := newSecureEtcd(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return p, s, exe, ctx
+}
+
+// sessionClient is a libtls client Config for the test CA with a session
+// file of its own, TLS 1.2 only (TLS 1.3 never resumes through libtls).
+func sessionClient(t *testing.T, p *testPKI) *libtls.Config {
+	t.Helper()
+	client, err := libtls.NewConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	if err := client.SetCA(p.ca.CertPEM); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.SetProtocols(libtls.ProtocolTLSv1_2); err != nil {
+		t.Fatal(err)
+	}
+	sf, err := os.OpenFile(filepath.Join(t.TempDir(), "session"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sf.Close() })
+	if err := client.SetSessionFile(sf); err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
 // stampedLine is a line of serve's log: a timestamp (RFC 3339, to the
 // millisecond), then the text.
 var stampedLine = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d) tlsresume serve: `)
@@ -262,15 +304,8 @@ func TestServeEtcd(t *testing.T) {
 		runFor   = 7 * time.Second
 	)
 	b := libtls.Backend()
-	p := newTestPKI(t)
-	s := newSecureEtcd(t)
+	p, s, exe, ctx := newSecureTest(t)
 	hp := s.c.Endpoint(0)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 
 	rot, err := startChildEnv(ctx, exe, s.certEnv("rotator"),
 		[]string{"keys", "rotate", "-etcd", "https://" + hp, "-key", s.key, "-lifetime", lifetime.String(), "-name", "rot1", "-kek", s.kek}, "rotating ")
@@ -308,25 +343,7 @@ func TestServeEtcd(t *testing.T) {
 		procs = append(procs, sp)
 	}
 
-	client, err := libtls.NewConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if err := client.SetCA(p.ca.CertPEM); err != nil {
-		t.Fatal(err)
-	}
-	if err := client.SetProtocols(libtls.ProtocolTLSv1_2); err != nil { // TLS 1.3 never resumes
-		t.Fatal(err)
-	}
-	sf, err := os.OpenFile(filepath.Join(t.TempDir(), "session"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sf.Close()
-	if err := client.SetSessionFile(sf); err != nil {
-		t.Fatal(err)
-	}
+	client := sessionClient(t, p)
 
 	type hs struct {
 		proc    int
@@ -533,15 +550,8 @@ func TestEtcdMistakes(t *testing.T) {
 func TestServeStartsWithoutEtcd(t *testing.T) {
 	const lifetime = 4 * time.Second
 	b := libtls.Backend()
-	p := newTestPKI(t)
-	s := newSecureEtcd(t)
+	p, s, exe, ctx := newSecureTest(t)
 	hp := s.c.Endpoint(0)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	s.c.Stop(0)
 
 	// All start at once: each tries etcd for a few seconds first.
@@ -579,25 +589,7 @@ func TestServeStartsWithoutEtcd(t *testing.T) {
 	rot, servers := procs[0], procs[1:]
 	ways = ways[1:]
 
-	client, err := libtls.NewConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if err := client.SetCA(p.ca.CertPEM); err != nil {
-		t.Fatal(err)
-	}
-	if err := client.SetProtocols(libtls.ProtocolTLSv1_2); err != nil {
-		t.Fatal(err)
-	}
-	sf, err := os.OpenFile(filepath.Join(t.TempDir(), "session"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sf.Close()
-	if err := client.SetSessionFile(sf); err != nil {
-		t.Fatal(err)
-	}
+	client := sessionClient(t, p)
 	for i, sp := range servers {
 		if _, err := handshake(ctx, client, sp.addr, "localhost", 10*time.Second, nil); err != nil {
 			t.Fatalf("handshake with server %d during the outage: %v", i, err)

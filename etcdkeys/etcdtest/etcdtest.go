@@ -195,8 +195,8 @@ func (c *Cluster) serverTLS() (transport.TLSInfo, error) {
 	return transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: caFile, ClientCertAuth: true}, nil
 }
 
-// enableAuth adds root and enables authentication.
-func (c *Cluster) enableAuth() error {
+// asRoot calls f with a client logged in as root.
+func (c *Cluster) asRoot(f func(ctx context.Context, cli *clientv3.Client) error) error {
 	cli, err := c.Client()
 	if err != nil {
 		return err
@@ -204,6 +204,15 @@ func (c *Cluster) enableAuth() error {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
+	return f(ctx, cli)
+}
+
+// enableAuth adds root and enables authentication.
+func (c *Cluster) enableAuth() error {
+	return c.asRoot(enableAuth)
+}
+
+func enableAuth(ctx context.Context, cli *clientv3.Client) error {
 	if _, err := cli.UserAdd(ctx, "root", RootPassword); err != nil {
 		return fmt.Errorf("etcdtest: add root: %w", err)
 	}
@@ -414,13 +423,12 @@ type Grant struct {
 // AddUser adds user, with password ("" for a user that logs in by its
 // client certificate only) and a role of the same name that holds grants.
 func (c *Cluster) AddUser(user, password string, grants ...Grant) error {
-	cli, err := c.Client()
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
-	defer cancel()
+	return c.asRoot(func(ctx context.Context, cli *clientv3.Client) error {
+		return addUser(ctx, cli, user, password, grants)
+	})
+}
+
+func addUser(ctx context.Context, cli *clientv3.Client, user, password string, grants []Grant) error {
 	if _, err := cli.UserAddWithOptions(ctx, user, password, &clientv3.UserAddOptions{NoPassword: password == ""}); err != nil {
 		return fmt.Errorf("etcdtest: add user %s: %w", user, err)
 	}

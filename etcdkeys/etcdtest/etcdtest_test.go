@@ -87,16 +87,7 @@ func TestClusterTLSAuth(t *testing.T) {
 	if ep := c.Endpoints()[0]; !strings.HasPrefix(ep, "https://127.0.0.1:") || !strings.HasSuffix(ep, c.Endpoint(0)) {
 		t.Errorf("endpoint %q (Endpoint %q): want https on loopback", ep, c.Endpoint(0))
 	}
-	root, err := c.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := root.Put(ctx, "/k", "1"); err != nil {
-		t.Fatalf("root: %v", err)
-	}
+	root, ctx := rootPut(t, c)
 	st, err := root.AuthStatus(ctx)
 	if err != nil || !st.Enabled {
 		t.Fatalf("auth status %v, %v: want enabled", st, err)
@@ -180,16 +171,7 @@ func TestClusterAuthOnly(t *testing.T) {
 	if _, _, err := c.CertFiles("x"); err == nil {
 		t.Error("CertFiles without TLS: no error")
 	}
-	root, err := c.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := root.Put(ctx, "/k", "1"); err != nil {
-		t.Fatalf("root: %v", err)
-	}
+	_, ctx := rootPut(t, c)
 	anon, err := c.NewClient(clientv3.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -201,4 +183,21 @@ func TestClusterAuthOnly(t *testing.T) {
 	if _, err := c.NewClient(clientv3.Config{Username: "root", Password: "wrong"}); !errors.Is(err, rpctypes.ErrAuthFailed) {
 		t.Errorf("wrong password: %v, want %v", err, rpctypes.ErrAuthFailed)
 	}
+}
+
+// rootPut returns a root client of c, which has just put a key, and a
+// context for the test.
+func rootPut(t *testing.T, c *Cluster) (*clientv3.Client, context.Context) {
+	t.Helper()
+	root, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	if _, err := root.Put(ctx, "/k", "1"); err != nil {
+		t.Fatalf("root: %v", err)
+	}
+	return root, ctx
 }
