@@ -235,7 +235,7 @@ func (c *etcdConfig) named(err error) error {
 // of configuration that diagnose finds, or err with what diagnose saw of
 // the outage.
 func (c *etcdConfig) unreachable(ctx context.Context, err error) error {
-	mistake, outage := c.diagnose(ctx)
+	outage, mistake := c.diagnose(ctx)
 	if mistake != nil {
 		return mistake
 	}
@@ -254,32 +254,32 @@ const (
 // endpoint itself to tell a mistake of configuration, which waiting does
 // not cure (TLS where etcd speaks plain gRPC or the reverse, a certificate
 // that does not verify, a client certificate missing or refused), from an
-// outage. It returns the mistake, or nil and what it saw of the outage.
-func (c *etcdConfig) diagnose(ctx context.Context) (mistake error, outage string) {
+// outage. It returns the mistake, or what it saw of the outage.
+func (c *etcdConfig) diagnose(ctx context.Context) (outage string, mistake error) {
 	var seen []string
 	for _, hp := range c.hostPorts {
-		m, o := c.probe(ctx, hp)
+		o, m := c.probe(ctx, hp)
 		if m != nil {
-			return fmt.Errorf("etcd %s: %v", hp, m), ""
+			return "", fmt.Errorf("etcd %s: %v", hp, m)
 		}
 		if o != "" {
 			seen = append(seen, o)
 		}
 	}
 	if len(seen) == 0 {
-		return nil, "its members accept connections but did not answer in time: no quorum?"
+		return "its members accept connections but did not answer in time: no quorum?", nil
 	}
-	return nil, strings.Join(seen, "; ")
+	return strings.Join(seen, "; "), nil
 }
 
 // probe connects to one endpoint as the client would.
-func (c *etcdConfig) probe(ctx context.Context, hostPort string) (mistake error, outage string) {
+func (c *etcdConfig) probe(ctx context.Context, hostPort string) (outage string, mistake error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", hostPort)
 	if err != nil {
-		return nil, err.Error()
+		return err.Error(), nil
 	}
 	defer conn.Close()
 	deadline, _ := ctx.Deadline()
@@ -289,9 +289,9 @@ func (c *etcdConfig) probe(ctx context.Context, hostPort string) (mistake error,
 		// Does it speak TLS? Any answer in TLS says so.
 		tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, ServerName: host}) // a probe: nothing is sent but a ClientHello
 		if err := tc.HandshakeContext(ctx); err == nil || isRemoteAlert(err) {
-			return errors.New("speaks TLS, and this client plain gRPC: use https:// endpoints (etcds:// with -keys) and give etcd's CA with -etcd-cacert (or ETCDCTL_CACERT)"), ""
+			return "", errors.New("speaks TLS, and this client plain gRPC: use https:// endpoints (etcds:// with -keys) and give etcd's CA with -etcd-cacert (or ETCDCTL_CACERT)")
 		}
-		return nil, ""
+		return "", nil
 	}
 	cfg := c.tls.Clone()
 	if cfg.ServerName == "" {
@@ -311,19 +311,19 @@ func (c *etcdConfig) probe(ctx context.Context, hostPort string) (mistake error,
 	var rerr tls.RecordHeaderError
 	switch {
 	case err == nil:
-		return nil, ""
+		return "", nil
 	case errors.As(err, &verr):
-		return fmt.Errorf("its certificate does not verify (%v): give the CA that signed it with -etcd-cacert (or ETCDCTL_CACERT)", verr.Err), ""
+		return "", fmt.Errorf("its certificate does not verify (%v): give the CA that signed it with -etcd-cacert (or ETCDCTL_CACERT)", verr.Err)
 	case isRemoteAlert(err) && (strings.Contains(err.Error(), "certificate required") || strings.Contains(err.Error(), "bad certificate")) && !c.clientCrt:
-		return errors.New("requires a client certificate: give -etcd-cert and -etcd-key (or ETCDCTL_CERT and ETCDCTL_KEY)"), ""
+		return "", errors.New("requires a client certificate: give -etcd-cert and -etcd-key (or ETCDCTL_CERT and ETCDCTL_KEY)")
 	case isRemoteAlert(err) && c.clientCrt:
-		return fmt.Errorf("refused the client certificate (%v): is it signed by a CA etcd trusts (its --trusted-ca-file)?", err), ""
+		return "", fmt.Errorf("refused the client certificate (%v): is it signed by a CA etcd trusts (its --trusted-ca-file)?", err)
 	case isRemoteAlert(err):
-		return fmt.Errorf("refused the TLS handshake (%v)", err), ""
+		return "", fmt.Errorf("refused the TLS handshake (%v)", err)
 	case errors.As(err, &rerr), speaksPlainGRPC(ctx, hostPort):
-		return errors.New("speaks plain gRPC, not TLS: use http:// endpoints (etcd:// with -keys) and no TLS options"), ""
+		return "", errors.New("speaks plain gRPC, not TLS: use http:// endpoints (etcd:// with -keys) and no TLS options")
 	}
-	return nil, fmt.Sprintf("%s: TLS handshake: %v", hostPort, err)
+	return fmt.Sprintf("%s: TLS handshake: %v", hostPort, err), nil
 }
 
 // isRemoteAlert reports whether err is a TLS alert sent by the peer.
