@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,7 +315,8 @@ func TestSessionFileKeepsServersApart(t *testing.T) {
 
 // The same server name at another address is another server: with a
 // SessionCache, and with a session file, a server that would accept the
-// session (here it shares the first one's ticket keys) is not offered it.
+// session (here it shares the first one's ticket keys) is not offered it;
+// with SessionPerServerName (a fleet at several addresses), it is.
 func TestSessionKeptToItsAddress(t *testing.T) {
 	var keys [32]byte
 	copy(keys[:], "shared ticket key for two server")
@@ -324,9 +326,14 @@ func TestSessionKeptToItsAddress(t *testing.T) {
 		return goServer(t, g, echo).Addr
 	}
 	one, two := newServer(), newServer()
-	for _, kind := range []string{"file", "cache"} {
+	for _, kind := range []string{"file", "cache", "file per server name", "cache per server name"} {
 		t.Run(kind, func(t *testing.T) {
 			cfg := newClientConfig(t)
+			perName := strings.HasSuffix(kind, "per server name")
+			if perName {
+				require.NoError(t, cfg.SetSessionScope(SessionPerServerName))
+			}
+			kind = strings.TrimSuffix(kind, " per server name")
 			if kind == "file" {
 				require.NoError(t, cfg.SetSessionFile(sessionFile(t)))
 			} else {
@@ -342,7 +349,11 @@ func TestSessionKeptToItsAddress(t *testing.T) {
 			}
 			require.False(t, dial(one))
 			require.True(t, dial(one), "the servers issue tickets")
-			assert.False(t, dial(two), "the session of %s was offered to %s", one, two)
+			if perName {
+				assert.True(t, dial(two), "SessionPerServerName: the session of %s resumes at %s", one, two)
+			} else {
+				assert.False(t, dial(two), "the session of %s was offered to %s", one, two)
+			}
 		})
 	}
 }
@@ -438,4 +449,107 @@ func TestClientSettingsFollowSetters(t *testing.T) {
 	st := mtls.next(t).State
 	require.NotEmpty(t, st.PeerCertificates)
 	assert.Equal(t, "alice", st.PeerCertificates[0].Subject.CommonName)
+}
+
+// Client handshakes, setters that change the client settings and the
+// session store, and Config.Close, all at once: every dial succeeds (or,
+// after Close, fails with ErrClosed), a session file the Config has moved
+// away from is never written again, and every client configuration is
+// freed in the end.
+func TestClientSessionsUnderChurn(t *testing.T) {
+	srv := goServer(t, tls12Server(t), echo)
+	configs := liveConfigs.Load()
+	cfg, err := NewConfig()
+	require.NoError(t, err)
+	p := testPKI(t)
+	require.NoError(t, cfg.SetCA(p.CA.CertPEM))
+	fileA, fileB := sessionFile(t), sessionFile(t)
+	cache := NewMemorySessionCache(0)
+	defer cache.Close()
+
+	const duration = 2 * time.Second
+	stop := make(chan struct{})
+	closed := make(chan struct{})
+	var wg sync.WaitGroup
+	var dials, resumed, fails atomic.Int64
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+				c, err := DialContext(ctx, "tcp", srv.Addr, cfg)
+				cancel()
+				if err != nil {
+					select {
+					case <-closed:
+						assert.ErrorIs(t, err, ErrClosed)
+					default:
+						fails.Add(1)
+						t.Errorf("dial: %v", err)
+					}
+					continue
+				}
+				if c.SessionResumed() {
+					resumed.Add(1)
+				}
+				assert.NoError(t, c.SessionFileError())
+				c.Close()
+				dials.Add(1)
+			}
+		}()
+	}
+	// The setters.
+	stopSetters := make(chan struct{})
+	var setters sync.WaitGroup
+	setters.Add(1)
+	go func() {
+		defer setters.Done()
+		var snapshotA []byte
+		for i := 0; ; i++ {
+			select {
+			case <-stopSetters:
+				return
+			default:
+			}
+			switch i % 4 {
+			case 0:
+				if snapshotA != nil {
+					now, err := os.ReadFile(fileA.Name())
+					assert.NoError(t, err)
+					assert.Equal(t, snapshotA, now, "a session file the Config moved away from was written")
+				}
+				assert.NoError(t, cfg.SetSessionFile(fileA))
+			case 1:
+				assert.NoError(t, cfg.SetSessionFile(fileB))
+				b, err := os.ReadFile(fileA.Name())
+				assert.NoError(t, err)
+				snapshotA = b
+			case 2:
+				assert.NoError(t, cfg.SetSessionCache(cache))
+			case 3:
+				assert.NoError(t, cfg.SetSessionCache(nil))
+				assert.NoError(t, cfg.SetCA(p.CA.CertPEM)) // new client configurations
+			}
+			time.Sleep(time.Duration(i%5) * time.Millisecond)
+		}
+	}()
+	time.Sleep(duration)
+	close(stopSetters)
+	setters.Wait()
+	// Close while handshakes run, then stop.
+	close(closed)
+	require.NoError(t, cfg.Close())
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d dials, %d resumed, %d failed", dials.Load(), resumed.Load(), fails.Load())
+	assert.Greater(t, dials.Load(), int64(50))
+	assert.Positive(t, resumed.Load())
+	requireFreedEventually(t, liveContexts.Load(), configs)
 }

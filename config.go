@@ -87,6 +87,7 @@ type Config struct {
 	// read by each client handshake when it starts (session_store.go).
 	sessionFile  *fileSessionStore
 	sessionCache *SessionCache
+	sessionScope SessionScope
 
 	// session holds what the binding knows of the server-side session
 	// settings; see session.go and ticket.go.

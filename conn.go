@@ -321,11 +321,11 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 	if err := c.configureClient(m); err != nil {
 		return err
 	}
-	store := c.cfg.sessionStore()
+	store, scope := c.cfg.sessionSettings()
 	var key sessionKey
 	if store != nil {
 		addr := ""
-		if ra := c.conn.RemoteAddr(); ra != nil {
+		if ra := c.conn.RemoteAddr(); ra != nil && (scope == SessionPerAddress || c.sni == "") {
 			addr = ra.String()
 		}
 		key = sessionKeyFor(c.sni, addr, m.trust)

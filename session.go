@@ -204,14 +204,56 @@ func (cfg *Config) SetSessionLifetime(d time.Duration) error {
 // sessionStore returns where the Config's client sessions live, nil if
 // nowhere: its SessionCache, else its session file.
 func (cfg *Config) sessionStore() sessionStore {
+	st, _ := cfg.sessionSettings()
+	return st
+}
+
+// sessionSettings returns the session store and the session scope.
+func (cfg *Config) sessionSettings() (sessionStore, SessionScope) {
 	cfg.mu.RLock()
 	defer cfg.mu.RUnlock()
 	if cfg.sessionCache != nil {
-		return cfg.sessionCache
+		return cfg.sessionCache, cfg.sessionScope
 	}
 	if cfg.sessionFile != nil {
-		return cfg.sessionFile
+		return cfg.sessionFile, cfg.sessionScope
 	}
+	return nil, cfg.sessionScope
+}
+
+// SessionScope says which client connections a stored session is offered
+// to. Whatever the scope, a session is offered only under the trust it was
+// made under (see SessionCache) and only to its server name.
+type SessionScope int
+
+const (
+	// SessionPerAddress offers a session only to the server name and
+	// the address (the connection's remote address) it came from: the
+	// default.
+	SessionPerAddress SessionScope = iota
+	// SessionPerServerName offers a session to the server name it came
+	// from at any address, as crypto/tls's ClientSessionCache does (a
+	// connection without a server name still matches its address). Use
+	// it for a fleet whose servers, at several addresses, share their
+	// ticket keys and session ID (docs/fleet.md): a session made with one
+	// of them then resumes with the others.
+	SessionPerServerName
+)
+
+// SetSessionScope sets which client connections share a stored session
+// (SessionPerAddress by default). It applies to the handshakes that start
+// after it.
+func (cfg *Config) SetSessionScope(s SessionScope) error {
+	const op = "SetSessionScope"
+	if s != SessionPerAddress && s != SessionPerServerName {
+		return &ConfigError{Op: op, Msg: fmt.Sprintf("invalid session scope %d", s), Err: errInvalid}
+	}
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
+	if cfg.closed {
+		return errConfigClosed(op)
+	}
+	cfg.sessionScope = s
 	return nil
 }
 

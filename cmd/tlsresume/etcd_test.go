@@ -159,6 +159,9 @@ func TestServeEtcd(t *testing.T) {
 	if err := client.SetSessionFile(sf); err != nil {
 		t.Fatal(err)
 	}
+	if err := client.SetSessionScope(libtls.SessionPerServerName); err != nil { // one fleet at several addresses
+		t.Fatal(err)
+	}
 
 	type hs struct {
 		proc    int
