@@ -2,11 +2,15 @@ package libtlshttp
 
 import (
 	"crypto/tls"
+	"encoding/pem"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
+	libtls "github.com/golibtls/libtls"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -45,8 +49,15 @@ func TestTransportHandshakesRunInParallel(t *testing.T) {
 		mu.Unlock()
 		return nil, nil
 	}
-	ts, cfg := goFactsServer(t, false, tls.VersionTLS12, &lockedBuffer{})
-	ts.TLS.GetConfigForClient = arrive
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(factsHandler))
+	ts.TLS = &tls.Config{MaxVersion: tls.VersionTLS12, GetConfigForClient: arrive}
+	ts.Config.ErrorLog = newLogger(io.Discard)
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	cfg, err := libtls.NewConfig()
+	require.NoError(t, err)
+	t.Cleanup(func() { cfg.Close() })
+	require.NoError(t, cfg.SetCA(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})))
 	tr := NewTransport(cfg)
 	tr.DisableHTTP2 = true
 	t.Cleanup(tr.CloseIdleConnections)
