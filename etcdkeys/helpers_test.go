@@ -235,6 +235,7 @@ func clientConfig(t testing.TB) *libtls.Config {
 	require.NoError(t, err)
 	t.Cleanup(func() { f.Close() })
 	require.NoError(t, cfg.SetSessionFile(f))
+	require.NoError(t, cfg.SetSessionScope(libtls.SessionPerServerName)) // one fleet at several addresses
 	return cfg
 }
 

@@ -265,6 +265,9 @@ func sessionClient(t *testing.T, p *testPKI) *libtls.Config {
 	if err := client.SetSessionFile(sf); err != nil {
 		t.Fatal(err)
 	}
+	if err := client.SetSessionScope(libtls.SessionPerServerName); err != nil { // one fleet at several addresses
+		t.Fatal(err)
+	}
 	return client
 }
 
