@@ -190,7 +190,7 @@ func accept(srv *Server, conn net.Conn) (*Conn, error) {
 func ctxError(ctx *C.struct_tls, op string) error {
 	msg := "unknown error"
 	if m := C.tls_error(ctx); m != nil {
-		msg = C.GoString(m)
+		msg = libtlsMessage(C.GoString(m))
 	}
 	return &Error{Op: op, Msg: msg}
 }
