@@ -11,6 +11,15 @@
 #
 #   docker run --rm golibtls bash scripts/test -run Resume
 #
+# The tests need about 2,100 open descriptors at once (both ends of 1,000
+# loopback connections in TestThousandBlockedReadsFewThreads), so the
+# container's hard RLIMIT_NOFILE must be above that; where the default is
+# 1,024 (buildah, some runtimes), pass one:
+#
+#   docker run --rm --ulimit nofile=4096:4096 golibtls   (podman: the same)
+#
+# With too low a limit that test fails and says so.
+#
 # Another LibreSSL release: --build-arg LIBRESSL_VERSION=X.Y.Z
 # --build-arg LIBRESSL_SHA256=<its published SHA-256>.
 
