@@ -10,6 +10,7 @@ import "C"
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -39,6 +40,15 @@ import (
 // per record costs more than it has to), so that a goroutine never stays in
 // C long enough to hold up the scheduler for long.
 const maxOpBytes = 256 << 10
+
+// maxNonDataRecords bounds the records a peer may send in a row without
+// application data once the handshake is over (TLS 1.3 session tickets and
+// key updates; crypto/tls allows 16). A Read returns the data that follows
+// any number below it; past it, the peer floods the connection, and Reads
+// fail. Python's ssl sends as many tickets as its num_tickets says (100 in
+// test/peers); LibreSSL itself fails a connection after 100 post-handshake
+// messages within an hour, LibreTLS has no bound of its own.
+const maxNonDataRecords = 1000
 
 // Conn is a TLS connection over a net.Conn, driven by libtls. It implements
 // net.Conn. The handshake runs on the first Read or Write, or explicitly with
@@ -330,6 +340,7 @@ func (c *Conn) handshakeSteps() error {
 	_, err := c.t.run(c, opHandshake, "handshake", callFunc(func(ctx *C.struct_tls) C.ssize_t {
 		rc := C.tls_handshake(ctx)
 		if rc == 0 {
+			C.golibtls_in_open(c.t.in())
 			c.captureState()
 		}
 		return C.ssize_t(rc)
@@ -414,14 +425,14 @@ func (c *Conn) Read(p []byte) (int, error) {
 	n, err := c.t.run(c, opRead, "read", r)
 	end := r.end
 	r.p, r.end = nil, nil // keep neither the caller's buffer nor the error
-	switch {
-	case err != nil:
-		return 0, err
-	case n > 0:
-		c.readEnd = end
+	if err == nil {
+		err = end // nil, io.EOF or the failure that ended the stream
+	}
+	if n > 0 {
+		c.readEnd = err
 		return int(n), nil
 	}
-	return 0, end
+	return 0, err
 }
 
 // readCall is Read's libtls call, kept in the Conn so that steady-state
@@ -436,14 +447,22 @@ type readCall struct {
 	last C.ssize_t
 }
 
+// errFlood is a Read's error once the peer has sent more than
+// maxNonDataRecords records in a row without data.
+var errFlood = &Error{Op: "read", Msg: fmt.Sprintf("too many non-advancing records: more than %d in a row without application data (session tickets, key updates)", maxNonDataRecords)}
+
 // call reads as much as fits into p (several records at most maxOpBytes)
 // in one cgo call. It runs under cMu.
 func (r *readCall) call(ctx *C.struct_tls) C.ssize_t {
-	n := C.golibtls_read_many(ctx, unsafe.Pointer(&r.p[0]), C.size_t(min(len(r.p), maxOpBytes)), &r.last)
+	in := r.t.in()
+	n := C.golibtls_read_many(ctx, in, unsafe.Pointer(&r.p[0]), C.size_t(min(len(r.p), maxOpBytes)), maxNonDataRecords, &r.last)
 	switch last := r.last; {
+	case n == C.GOLIBTLS_FLOOD || last == C.GOLIBTLS_FLOOD:
+		r.end = errFlood
+		n = max(n, 0)
 	case n == 0 || last == 0:
 		r.end = io.EOF
-		if !r.t.atRecordBoundary() {
+		if C.golibtls_in_at_boundary(in) == 0 {
 			// The stream ended inside a record: not a close.
 			r.end = &Error{Op: "read", Msg: "unexpected EOF inside a TLS record", Err: io.ErrUnexpectedEOF}
 		}
