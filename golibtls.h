@@ -35,6 +35,7 @@ struct golibtls_in {
 	unsigned records;  /* records completed since tls_read last returned data */
 	int open;          /* the handshake is over */
 	int eof;           /* the stream ended at a record boundary after the handshake */
+	int hold;          /* libtls must not read: close_notify is being sent */
 };
 
 static inline void golibtls_in_feed(struct golibtls_in *r, const unsigned char *b, size_t n) {
@@ -66,10 +67,12 @@ static inline int golibtls_in_at_boundary(const struct golibtls_in *r) {
 /*
  * golibtls_in_blocked reports whether a read callback must not read now
  * (and answer TLS_WANT_POLLIN instead): the end of the stream has been
- * seen.
+ * seen, or close_notify is being sent (tls_close; LibreSSL's SSL_shutdown
+ * would read, and drop, application data that CloseWrite's caller has yet
+ * to read).
  */
 static inline int golibtls_in_blocked(const struct golibtls_in *r) {
-	return r->eof;
+	return r->eof || r->hold;
 }
 
 /*
