@@ -200,41 +200,59 @@ func TestCloseWrite(t *testing.T) {
 // every other call after Close does, never with libtls's "protocol is
 // shutdown" (Close had sent close_notify between two of the Write's
 // records): about 1 round in 300 on the socket transport before, 4 to 11 on
-// the callback transport.
+// the callback transport. Interleaving replays that order step by step
+// (it failed every time).
 func TestWriteRacesClose(t *testing.T) {
 	forEachTransport(t, func(t *testing.T) {
-		const rounds = 300
-		gcfg := goServerConfig(t)
-		ccfg := newClientConfig(t)
-		var bad []string
-		for round := range rounds {
-			craw, sraw := tcpPair(t)
-			c := newLibtlsClient(t, craw, ccfg, "localhost")
-			g := tls.Server(sraw, gcfg)
-			cerr, serr := handshakeBoth(c, g)
-			require.NoError(t, cerr)
-			require.NoError(t, serr)
+		t.Run("Interleaving", func(t *testing.T) {
+			// Step by step: a Write waits for writeMu while Close,
+			// which holds it, sends close_notify.
+			c, g, _ := goPeerPair(t, true, tls.VersionTLS13)
 			go func() { _, _ = io.Copy(io.Discard, g) }()
-			done := make(chan error, 1)
-			go func() {
-				msg := []byte("x")
-				for range 100_000 {
-					if _, err := c.Write(msg); err != nil {
-						done <- err
-						return
+			c.writeMu.Lock()
+			write := async(func() error { _, err := c.Write([]byte("x")); return err })
+			require.True(t, c.closed.CompareAndSwap(false, true)) // Close's first step
+			close(c.closing)
+			require.NoError(t, c.closeNotify())
+			c.writeMu.Unlock()
+			require.ErrorIs(t, write(), net.ErrClosed)
+			_ = c.conn.Close() // Close's last steps
+			c.free()
+		})
+		t.Run("Race", func(t *testing.T) {
+			const rounds = 300
+			gcfg := goServerConfig(t)
+			ccfg := newClientConfig(t)
+			var bad []string
+			for round := range rounds {
+				craw, sraw := tcpPair(t)
+				c := newLibtlsClient(t, craw, ccfg, "localhost")
+				g := tls.Server(sraw, gcfg)
+				cerr, serr := handshakeBoth(c, g)
+				require.NoError(t, cerr)
+				require.NoError(t, serr)
+				go func() { _, _ = io.Copy(io.Discard, g) }()
+				done := make(chan error, 1)
+				go func() {
+					msg := []byte("x")
+					for range 100_000 {
+						if _, err := c.Write(msg); err != nil {
+							done <- err
+							return
+						}
 					}
+					done <- nil
+				}()
+				time.Sleep(time.Duration(round%4) * 100 * time.Microsecond)
+				_ = c.Close()
+				err := <-done
+				if err != nil && !errors.Is(err, net.ErrClosed) {
+					bad = append(bad, fmt.Sprintf("round %d: %v", round, err))
 				}
-				done <- nil
-			}()
-			time.Sleep(time.Duration(round%4) * 100 * time.Microsecond)
-			_ = c.Close()
-			err := <-done
-			if err != nil && !errors.Is(err, net.ErrClosed) {
-				bad = append(bad, fmt.Sprintf("round %d: %v", round, err))
+				sraw.Close()
 			}
-			sraw.Close()
-		}
-		require.Empty(t, bad, "Writes racing Close that failed otherwise than net.ErrClosed")
+			require.Empty(t, bad, "Writes racing Close that failed otherwise than net.ErrClosed")
+		})
 	})
 }
 

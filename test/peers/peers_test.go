@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -61,12 +60,11 @@ func onTransport(raw net.Conn, transport string) net.Conn {
 	return raw
 }
 
-// peer is a running testdata/peer.py.
+// peer is a running testdata/peer.py; its stderr goes to the test's.
 type peer struct {
 	cmd  *exec.Cmd
 	out  *bufio.Reader
 	port string // a server's
-	errb *strings.Builder
 }
 
 // startPeer starts peer.py with role ("server" or "client"), mode and
@@ -85,8 +83,8 @@ func startPeer(t *testing.T, p *pki, role, mode string, count int, port string) 
 	cmd := exec.CommandContext(ctx, python, args...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	pr := &peer{cmd: cmd, out: bufio.NewReader(stdout), errb: &strings.Builder{}}
-	cmd.Stderr = &lockedWriter{w: pr.errb}
+	pr := &peer{cmd: cmd, out: bufio.NewReader(stdout)}
+	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil { // result has not waited
@@ -96,7 +94,7 @@ func startPeer(t *testing.T, p *pki, role, mode string, count int, port string) 
 	})
 	if role == "server" {
 		line, err := pr.out.ReadString('\n')
-		require.NoError(t, err, "peer.py did not start: %s", pr.errb)
+		require.NoError(t, err, "peer.py did not start (its stderr is above)")
 		pr.port = strings.TrimSpace(line)
 	}
 	return pr
@@ -108,21 +106,8 @@ func (p *peer) result(t *testing.T) []string {
 	t.Helper()
 	b, err := io.ReadAll(p.out)
 	require.NoError(t, err)
-	require.NoError(t, p.cmd.Wait(), "peer.py failed: %s", p.errb)
+	require.NoError(t, p.cmd.Wait(), "peer.py failed (its stderr is above)")
 	return strings.Split(strings.TrimSpace(string(b)), "\n")
-}
-
-// lockedWriter serializes writes to w (exec copies stderr from a
-// goroutine).
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }
 
 // dialPeer connects a golibtls client to a peer.py server.
@@ -162,7 +147,7 @@ func acceptPeer(t *testing.T, p *pki, mode string, count int, transport string) 
 	pr := startPeer(t, p, "client", mode, count, port)
 	require.NoError(t, l.(*net.TCPListener).SetDeadline(time.Now().Add(testTimeout)))
 	raw, err := l.Accept()
-	require.NoError(t, err, "peer.py did not connect: %s", pr.errb)
+	require.NoError(t, err, "peer.py did not connect (its stderr is above)")
 	t.Cleanup(func() { raw.Close() })
 	c, err := srv.Accept(onTransport(raw, transport))
 	require.NoError(t, err)
@@ -172,11 +157,15 @@ func acceptPeer(t *testing.T, p *pki, mode string, count int, transport string) 
 	return c, pr
 }
 
-// readHello reads what the peer sends after its non-data records.
-func readHello(c *libtls.Conn) (string, error) {
+// helloThenBye reads the "hello" the peer sends after its non-data
+// records, then replies.
+func helloThenBye(t *testing.T, c *libtls.Conn, pr *peer) {
+	t.Helper()
 	buf := make([]byte, 16)
 	n, err := io.ReadAtLeast(c, buf, len("hello"))
-	return string(buf[:n]), err
+	require.NoError(t, err)
+	require.Equal(t, "hello", string(buf[:n]))
+	replyAndClose(t, c, pr)
 }
 
 // replyAndClose sends "bye", closes (close_notify) and checks that the
@@ -199,11 +188,7 @@ func TestManyTicketsBeforeData(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			pr := startPeer(t, p, "server", "tickets", 100, "")
-			c := dialPeer(t, p, pr, tr)
-			got, err := readHello(c)
-			require.NoError(t, err)
-			require.Equal(t, "hello", got)
-			replyAndClose(t, c, pr)
+			helloThenBye(t, dialPeer(t, p, pr, tr), pr)
 		})
 	}
 }
@@ -215,18 +200,11 @@ func TestKeyUpdatesBeforeData(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr+"/from-server", func(t *testing.T) {
 			pr := startPeer(t, p, "server", "keyupdate", 100, "")
-			c := dialPeer(t, p, pr, tr)
-			got, err := readHello(c)
-			require.NoError(t, err)
-			require.Equal(t, "hello", got)
-			replyAndClose(t, c, pr)
+			helloThenBye(t, dialPeer(t, p, pr, tr), pr)
 		})
 		t.Run(tr+"/from-client", func(t *testing.T) {
 			c, pr := acceptPeer(t, p, "keyupdate", 100, tr)
-			got, err := readHello(c)
-			require.NoError(t, err)
-			require.Equal(t, "hello", got)
-			replyAndClose(t, c, pr)
+			helloThenBye(t, c, pr)
 		})
 	}
 }
