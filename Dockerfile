@@ -11,6 +11,15 @@
 #
 #   docker run --rm golibtls bash scripts/test -run Resume
 #
+# The tests need about 2,100 open descriptors at once (both ends of 1,000
+# loopback connections in TestThousandBlockedReadsFewThreads), so the
+# container's hard RLIMIT_NOFILE must be above that; where the default is
+# 1,024 (buildah, some runtimes), pass one:
+#
+#   docker run --rm --ulimit nofile=4096:4096 golibtls   (podman: the same)
+#
+# With too low a limit that test fails and says so.
+#
 # Another LibreSSL release: --build-arg LIBRESSL_VERSION=X.Y.Z
 # --build-arg LIBRESSL_SHA256=<its published SHA-256>.
 
@@ -40,7 +49,7 @@ FROM golang:${GO_VERSION}-bookworm AS test
 # system libtls is not used), installed here so the tests never need root.
 RUN apt-get update \
 	&& DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-		gcc libc6-dev openssl pkg-config \
+		gcc libc6-dev openssl pkg-config python3 \
 	&& rm -rf /var/lib/apt/lists/*
 
 COPY --from=libressl /opt/libressl /opt/libressl

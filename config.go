@@ -4,12 +4,14 @@ package libtls
 #cgo linux LDFLAGS: -ldl
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tls.h>
 
-// golibtls_clear_ssl_errors empties this thread's OpenSSL error queue.
+// golibtls_clear_ssl_errors empties this thread's OpenSSL error queue and
+// clears errno.
 // libtls's config setters build their message from the queue's first entry
 // without clearing it first, so an error left over on the thread by an
 // earlier failure would otherwise be reported as this call's. The function
@@ -28,6 +30,9 @@ static void golibtls_clear_ssl_errors(void) {
 	pthread_once(&golibtls_err_clear_once, golibtls_find_err_clear);
 	if (golibtls_err_clear != NULL)
 		golibtls_err_clear();
+	// LibreTLS appends strerror(errno) to its messages: an errno left
+	// over on this thread would name an unrelated failure.
+	errno = 0;
 }
 */
 import "C"
@@ -166,7 +171,7 @@ func errConfigClosed(op string) error {
 func (cfg *Config) lastError(op string) error {
 	msg := "unknown error"
 	if m := C.tls_config_error(cfg.c); m != nil {
-		msg = C.GoString(m)
+		msg = libtlsMessage(C.GoString(m))
 	}
 	return &ConfigError{Op: op, Msg: msg}
 }
@@ -362,6 +367,9 @@ func (cfg *Config) SetKey(pem []byte) error {
 // SetKeypairFile sets the certificate and key files of the local side
 // (tls_config_set_keypair_file).
 func (cfg *Config) SetKeypairFile(certPath, keyPath string) error {
+	if err := checkKeypairFiles("tls_config_set_keypair_file", certPath, keyPath); err != nil {
+		return err
+	}
 	return cfg.callClient("tls_config_set_keypair_file", func(c *C.struct_tls_config) C.int {
 		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
 			return C.tls_config_set_keypair_file(c, p[0], p[1])
@@ -372,6 +380,9 @@ func (cfg *Config) SetKeypairFile(certPath, keyPath string) error {
 // SetKeypair sets the PEM certificate chain and key of the local side
 // (tls_config_set_keypair_mem).
 func (cfg *Config) SetKeypair(certPEM, keyPEM []byte) error {
+	if err := checkKeypair("tls_config_set_keypair_mem", certPEM, keyPEM); err != nil {
+		return err
+	}
 	return cfg.callClient("tls_config_set_keypair_mem", func(c *C.struct_tls_config) C.int {
 		cp, cn := bytesPtr(certPEM)
 		kp, kn := bytesPtr(keyPEM)
@@ -383,6 +394,9 @@ func (cfg *Config) SetKeypair(certPEM, keyPEM []byte) error {
 // the local side (tls_config_set_keypair_ocsp_file). An empty ocspPath
 // means no staple.
 func (cfg *Config) SetKeypairOCSPFile(certPath, keyPath, ocspPath string) error {
+	if err := checkKeypairFiles("tls_config_set_keypair_ocsp_file", certPath, keyPath); err != nil {
+		return err
+	}
 	return cfg.callClient("tls_config_set_keypair_ocsp_file", func(c *C.struct_tls_config) C.int {
 		o := optCString(ocspPath)
 		defer freeOpt(o)
@@ -395,6 +409,9 @@ func (cfg *Config) SetKeypairOCSPFile(certPath, keyPath, ocspPath string) error 
 // SetKeypairOCSP sets the certificate, key and DER OCSP response of the local
 // side (tls_config_set_keypair_ocsp_mem).
 func (cfg *Config) SetKeypairOCSP(certPEM, keyPEM, ocspDER []byte) error {
+	if err := checkKeypair("tls_config_set_keypair_ocsp_mem", certPEM, keyPEM); err != nil {
+		return err
+	}
 	return cfg.callClient("tls_config_set_keypair_ocsp_mem", func(c *C.struct_tls_config) C.int {
 		cp, cn := bytesPtr(certPEM)
 		kp, kn := bytesPtr(keyPEM)
@@ -406,6 +423,9 @@ func (cfg *Config) SetKeypairOCSP(certPEM, keyPEM, ocspDER []byte) error {
 // AddKeypairFile adds another certificate and key for a server, chosen by
 // SNI (tls_config_add_keypair_file).
 func (cfg *Config) AddKeypairFile(certPath, keyPath string) error {
+	if err := checkKeypairFiles("tls_config_add_keypair_file", certPath, keyPath); err != nil {
+		return err
+	}
 	return cfg.call("tls_config_add_keypair_file", func(c *C.struct_tls_config) C.int {
 		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
 			return C.tls_config_add_keypair_file(c, p[0], p[1])
@@ -416,6 +436,9 @@ func (cfg *Config) AddKeypairFile(certPath, keyPath string) error {
 // AddKeypair adds another PEM certificate and key for a server, chosen by
 // SNI (tls_config_add_keypair_mem).
 func (cfg *Config) AddKeypair(certPEM, keyPEM []byte) error {
+	if err := checkKeypair("tls_config_add_keypair_mem", certPEM, keyPEM); err != nil {
+		return err
+	}
 	return cfg.call("tls_config_add_keypair_mem", func(c *C.struct_tls_config) C.int {
 		cp, cn := bytesPtr(certPEM)
 		kp, kn := bytesPtr(keyPEM)
@@ -426,6 +449,9 @@ func (cfg *Config) AddKeypair(certPEM, keyPEM []byte) error {
 // AddKeypairOCSPFile is AddKeypairFile with an OCSP response file
 // (tls_config_add_keypair_ocsp_file).
 func (cfg *Config) AddKeypairOCSPFile(certPath, keyPath, ocspPath string) error {
+	if err := checkKeypairFiles("tls_config_add_keypair_ocsp_file", certPath, keyPath); err != nil {
+		return err
+	}
 	return cfg.call("tls_config_add_keypair_ocsp_file", func(c *C.struct_tls_config) C.int {
 		o := optCString(ocspPath)
 		defer freeOpt(o)
@@ -438,6 +464,9 @@ func (cfg *Config) AddKeypairOCSPFile(certPath, keyPath, ocspPath string) error 
 // AddKeypairOCSP is AddKeypair with a DER OCSP response
 // (tls_config_add_keypair_ocsp_mem).
 func (cfg *Config) AddKeypairOCSP(certPEM, keyPEM, ocspDER []byte) error {
+	if err := checkKeypair("tls_config_add_keypair_ocsp_mem", certPEM, keyPEM); err != nil {
+		return err
+	}
 	return cfg.call("tls_config_add_keypair_ocsp_mem", func(c *C.struct_tls_config) C.int {
 		cp, cn := bytesPtr(certPEM)
 		kp, kn := bytesPtr(keyPEM)

@@ -10,8 +10,10 @@ import "C"
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -39,6 +41,15 @@ import (
 // per record costs more than it has to), so that a goroutine never stays in
 // C long enough to hold up the scheduler for long.
 const maxOpBytes = 256 << 10
+
+// maxNonDataRecords bounds the records a peer may send in a row without
+// application data once the handshake is over (TLS 1.3 session tickets and
+// key updates; crypto/tls allows 16). A Read returns the data that follows
+// any number below it; past it, the peer floods the connection, and Reads
+// fail. Python's ssl sends as many tickets as its num_tickets says (100 in
+// test/peers); LibreSSL itself fails a connection after 100 post-handshake
+// messages within an hour, LibreTLS has no bound of its own.
+const maxNonDataRecords = 1000
 
 // Conn is a TLS connection over a net.Conn, driven by libtls. It implements
 // net.Conn. The handshake runs on the first Read or Write, or explicitly with
@@ -85,6 +96,16 @@ type Conn struct {
 
 	closed  atomic.Bool
 	closing chan struct{} // closed by Close: ends waits for session locks
+
+	// closeNotifySent (guarded by writeMu) is set once close_notify has
+	// been sent, or tried, by CloseWrite; closeNotifyErr is how it went.
+	closeNotifySent bool
+	closeNotifyErr  error
+	// broken is set when a Read or Write failed (other than a Read's
+	// deadline): libtls may hold half a record, or a fatal error, and
+	// Close sends no close_notify (LibreTLS's tls_close fails "bad write
+	// retry" or "shutdown while in init" there).
+	broken atomic.Bool
 }
 
 // Client returns a client-side TLS connection over conn
@@ -195,7 +216,7 @@ func accept(srv *Server, conn net.Conn) (*Conn, error) {
 func ctxError(ctx *C.struct_tls, op string) error {
 	msg := "unknown error"
 	if m := C.tls_error(ctx); m != nil {
-		msg = C.GoString(m)
+		msg = libtlsMessage(C.GoString(m))
 	}
 	return &Error{Op: op, Msg: msg}
 }
@@ -239,6 +260,12 @@ func (c *Conn) step(kind opKind, op string, call libtlsCall) (C.ssize_t, error) 
 	if rc < 0 && rc != C.TLS_WANT_POLLIN && rc != C.TLS_WANT_POLLOUT {
 		err := ctxError(c.ctx, op).(*Error)
 		err.Err = c.t.ioError(op)
+		if c.closed.Load() {
+			// Close ran under the call (it sent close_notify between
+			// two of a Write's calls, or closed the socket): whatever
+			// libtls says ("protocol is shutdown"), the Conn is closed.
+			return rc, closedError(op)
+		}
 		return rc, err
 	}
 	return rc, nil
@@ -364,6 +391,7 @@ func (c *Conn) handshakeSteps() error {
 	_, err := c.t.run(c, opHandshake, "handshake", callFunc(func(ctx *C.struct_tls) C.ssize_t {
 		rc := C.tls_handshake(ctx)
 		if rc == 0 {
+			C.golibtls_in_open(c.t.in())
 			c.captureState()
 		}
 		return C.ssize_t(rc)
@@ -453,14 +481,17 @@ func (c *Conn) Read(p []byte) (int, error) {
 	n, err := c.t.run(c, opRead, "read", r)
 	end := r.end
 	r.p, r.end = nil, nil // keep neither the caller's buffer nor the error
-	switch {
-	case err != nil:
-		return 0, err
-	case n > 0:
-		c.readEnd = end
+	if err == nil {
+		err = end // nil, io.EOF or the failure that ended the stream
+	}
+	if err != nil && err != io.EOF && !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.broken.Store(true)
+	}
+	if n > 0 {
+		c.readEnd = err
 		return int(n), nil
 	}
-	return 0, end
+	return 0, err
 }
 
 // readCall is Read's libtls call, kept in the Conn so that steady-state
@@ -475,14 +506,22 @@ type readCall struct {
 	last C.ssize_t
 }
 
+// errFlood is a Read's error once the peer has sent more than
+// maxNonDataRecords records in a row without data.
+var errFlood = &Error{Op: "read", Msg: fmt.Sprintf("too many non-advancing records: more than %d in a row without application data (session tickets, key updates)", maxNonDataRecords)}
+
 // call reads as much as fits into p (several records at most maxOpBytes)
 // in one cgo call. It runs under cMu.
 func (r *readCall) call(ctx *C.struct_tls) C.ssize_t {
-	n := C.golibtls_read_many(ctx, unsafe.Pointer(&r.p[0]), C.size_t(min(len(r.p), maxOpBytes)), &r.last)
+	in := r.t.in()
+	n := C.golibtls_read_many(ctx, in, unsafe.Pointer(&r.p[0]), C.size_t(min(len(r.p), maxOpBytes)), maxNonDataRecords, &r.last)
 	switch last := r.last; {
+	case n == C.GOLIBTLS_FLOOD || last == C.GOLIBTLS_FLOOD:
+		r.end = errFlood
+		n = max(n, 0)
 	case n == 0 || last == 0:
 		r.end = io.EOF
-		if !r.t.atRecordBoundary() {
+		if C.golibtls_in_at_boundary(in) == 0 {
 			// The stream ended inside a record: not a close.
 			r.end = &Error{Op: "read", Msg: "unexpected EOF inside a TLS record", Err: io.ErrUnexpectedEOF}
 		}
@@ -514,6 +553,14 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
+	switch {
+	case c.closed.Load():
+		// Close may have sent close_notify while this Write waited for
+		// writeMu.
+		return 0, closedError("write")
+	case c.closeNotifySent:
+		return 0, errWriteShutdown
+	}
 	total := 0
 	for total < len(p) {
 		c.wr.p = p[total:]
@@ -524,6 +571,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		}
 		switch {
 		case err != nil:
+			c.broken.Store(true)
 			return total, err
 		case n == 0:
 			// tls_write returns 0 once the peer's close_notify has
@@ -540,10 +588,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 // peer that does not read, as in crypto/tls.
 const closeNotifyTimeout = 5 * time.Second
 
-// Close sends close_notify when the handshake has completed and no Write is
-// in progress, closes the underlying connection (which unblocks pending
-// Reads and Writes) and frees the C context. Later calls fail with an error
-// wrapping net.ErrClosed.
+// Close sends close_notify when the handshake has completed, no Write is
+// in progress, CloseWrite has not sent it and no Read or Write has failed
+// (other than on a Read's deadline: the stream could carry no clean close
+// then), closes the underlying connection (which unblocks pending Reads and
+// Writes) and frees the C context. Later calls fail with an error wrapping
+// net.ErrClosed.
 func (c *Conn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return closedError("close")
@@ -551,7 +601,9 @@ func (c *Conn) Close() error {
 	close(c.closing)
 	var alertErr error
 	if c.hsDone.Load() && c.hsErr == nil && c.writeMu.TryLock() {
-		alertErr = c.closeNotify()
+		if !c.closeNotifySent && !c.broken.Load() {
+			alertErr = c.closeNotify()
+		}
 		c.writeMu.Unlock()
 	}
 	err := c.conn.Close()
@@ -563,13 +615,48 @@ func (c *Conn) Close() error {
 }
 
 // closeNotify runs tls_close until it has sent close_notify. It does not
-// wait for the peer's close_notify (tls_close's TLS_WANT_POLLIN).
+// wait for the peer's close_notify (tls_close's TLS_WANT_POLLIN), and
+// libtls reads nothing meanwhile: called again after sending close_notify
+// (after a TLS_WANT_POLLOUT), LibreSSL's SSL_shutdown reads application
+// data and drops it, which after CloseWrite is data the caller has yet to
+// Read.
 func (c *Conn) closeNotify() error {
 	_ = c.conn.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
 	_, err := c.t.run(c, opClose, "close", callFunc(func(ctx *C.struct_tls) C.ssize_t {
-		return C.ssize_t(C.tls_close(ctx))
+		in := c.t.in()
+		in.hold = 1
+		rc := C.tls_close(ctx)
+		in.hold = 0
+		return C.ssize_t(rc)
 	}))
 	return err
+}
+
+// errWriteShutdown is a Write's error after CloseWrite.
+var errWriteShutdown = &Error{Op: "write", Msg: "the connection is shut down for writing (CloseWrite sent close_notify)"}
+
+// CloseWrite shuts down the writing side of the connection, as crypto/tls's
+// Conn.CloseWrite does: it sends close_notify, after which Writes fail,
+// while Reads go on until the peer's close_notify or end of stream
+// (io.EOF). It must be called after the handshake has completed, and does
+// not shut down the underlying connection's write side; Close afterwards
+// sends no second close_notify. Like Close it sets a write deadline of 5 s
+// on the underlying connection, to bound the wait for a peer that does not
+// read.
+func (c *Conn) CloseWrite() error {
+	if c.closed.Load() {
+		return closedError("close")
+	}
+	if !c.hsDone.Load() || c.hsErr != nil {
+		return &Error{Op: "close", Msg: "CloseWrite called before the handshake completed"}
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if !c.closeNotifySent {
+		c.closeNotifySent = true
+		c.closeNotifyErr = c.closeNotify()
+	}
+	return c.closeNotifyErr
 }
 
 // free releases the C context and the transport's memory exactly once; it

@@ -3,6 +3,7 @@ package libtls
 import (
 	"errors"
 	"net"
+	"strings"
 )
 
 // ErrClosed is returned (wrapped) by every call on a closed Config, Server
@@ -66,3 +67,10 @@ var _ net.Error = (*Error)(nil)
 
 // errInvalid is wrapped by ConfigErrors for input the binding refuses itself.
 var errInvalid = errors.New("invalid argument")
+
+// libtlsMessage is the text of tls_error or tls_config_error as the binding
+// reports it. LibreTLS appends strerror(errno) to its messages even when
+// errno is 0, which says nothing (": Success"); that suffix is dropped.
+func libtlsMessage(msg string) string {
+	return strings.TrimSuffix(msg, ": Success")
+}

@@ -102,6 +102,44 @@ func ExampleDial() {
 	// server certificate: /CN=localhost
 }
 
+// A client sends its whole request, then CloseWrite tells the server that
+// nothing more follows (close_notify) while the reply can still be read:
+// here the echo server copies until that end and then closes.
+func ExampleConn_CloseWrite() {
+	pki := newExamplePKI()
+	addr, stop := goEchoServer(&tls.Config{Certificates: []tls.Certificate{pki.server.TLS}})
+	defer stop()
+
+	cfg, err := libtls.NewConfig()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cfg.Close()
+	if err := cfg.SetCA(pki.ca.CertPEM); err != nil {
+		log.Fatal(err)
+	}
+	c, err := libtls.Dial("tcp", addr, cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("the whole request")); err != nil {
+		log.Fatal(err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		log.Fatal(err)
+	}
+	reply, err := io.ReadAll(c) // up to the server's close_notify
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = c.Write([]byte("more"))
+	fmt.Printf("%s\nwrite after CloseWrite: %v\n", reply, err)
+	// Output:
+	// the whole request
+	// write after CloseWrite: libtls: write: the connection is shut down for writing (CloseWrite sent close_notify)
+}
+
 // Client runs TLS over any net.Conn: here one end of a net.Pipe, with a
 // crypto/tls server on the other.
 func ExampleClient() {

@@ -561,32 +561,34 @@ func TestClassifyFaultError(t *testing.T) {
 // boundary). LibreSSL's tls_read returns 0 there as for close_notify, so the
 // binding follows the record framing itself.
 func TestTruncatedRecordIsNotEOF(t *testing.T) {
-	craw, sraw := tcpPair(t)
-	hs := &holdConn{Conn: sraw}
-	c := newLibtlsClient(t, craw, newClientConfig(t), "localhost")
-	s := tls.Server(hs, goServerConfig(t))
-	cerr, serr := handshakeBoth(c, s)
-	require.NoError(t, cerr)
-	require.NoError(t, serr)
-	hs.mu.Lock()
-	hs.hold = true
-	hs.mu.Unlock()
-	_, err := s.Write([]byte("a message that will not arrive whole"))
-	require.NoError(t, err)
-	rec := hs.release()
-	_, err = sraw.Write(rec[:len(rec)-3])
-	require.NoError(t, err)
-	require.NoError(t, sraw.Close())
-	n, err := c.Read(make([]byte, 64))
-	require.Zero(t, n)
-	require.Error(t, err)
-	require.NotEqual(t, io.EOF, err)
-	var le *Error
-	require.ErrorAs(t, err, &le)
-	require.Equal(t, "read", le.Op)
-	if Backend().Name == "LibreSSL" {
-		require.ErrorIs(t, err, io.ErrUnexpectedEOF, "the binding saw the cut")
-	} else {
-		require.Contains(t, strings.ToLower(le.Msg), "unexpected eof", "OpenSSL saw the cut")
-	}
+	forEachTransport(t, func(t *testing.T) {
+		craw, sraw := tcpPair(t)
+		hs := &holdConn{Conn: sraw}
+		c := newLibtlsClient(t, craw, newClientConfig(t), "localhost")
+		s := tls.Server(hs, goServerConfig(t))
+		cerr, serr := handshakeBoth(c, s)
+		require.NoError(t, cerr)
+		require.NoError(t, serr)
+		hs.mu.Lock()
+		hs.hold = true
+		hs.mu.Unlock()
+		_, err := s.Write([]byte("a message that will not arrive whole"))
+		require.NoError(t, err)
+		rec := hs.release()
+		_, err = sraw.Write(rec[:len(rec)-3])
+		require.NoError(t, err)
+		require.NoError(t, sraw.Close())
+		n, err := c.Read(make([]byte, 64))
+		require.Zero(t, n)
+		require.Error(t, err)
+		require.NotEqual(t, io.EOF, err)
+		var le *Error
+		require.ErrorAs(t, err, &le)
+		require.Equal(t, "read", le.Op)
+		if Backend().Name == "LibreSSL" {
+			require.ErrorIs(t, err, io.ErrUnexpectedEOF, "the binding saw the cut")
+		} else {
+			require.Contains(t, strings.ToLower(le.Msg), "unexpected eof", "OpenSSL saw the cut")
+		}
+	})
 }

@@ -12,24 +12,41 @@
 #include <tls.h>
 
 /*
- * golibtls_rec follows the record framing of the ciphertext libtls reads,
- * so that an end of the stream inside a record is reported as a truncation:
- * LibreSSL's tls_read returns 0 there, as for close_notify. It skips record
- * bodies without looking at them: a few steps per record.
+ * golibtls_in is what the binding knows of the ciphertext libtls reads,
+ * kept by both transports' read callbacks.
+ *
+ * It follows the record framing, so that an end of the stream inside a
+ * record is reported as a truncation (LibreSSL's tls_read returns 0 there,
+ * as for close_notify). It skips record bodies without looking at them: a
+ * few steps per record.
+ *
+ * After the handshake an end of the stream at a record boundary is kept
+ * from libtls: the callback records it (eof) and asks for more input, and
+ * golibtls_read_many reports the end itself. Told of it, LibreTLS (OpenSSL
+ * 3) fails the read "unexpected eof while reading" and every later write
+ * and tls_close, and LibreSSL's tls_close fails "EOF without close
+ * notify"; kept from it, the connection stays usable for the reply and a
+ * clean close, as crypto/tls's does.
  */
-struct golibtls_rec {
+struct golibtls_in {
 	unsigned char hdr[5];
-	int nhdr;     /* header bytes seen of the current record */
-	size_t body;  /* body bytes still expected */
+	int nhdr;          /* header bytes seen of the current record */
+	size_t body;       /* body bytes still expected */
+	unsigned records;  /* records completed since tls_read last returned data */
+	int open;          /* the handshake is over */
+	int eof;           /* the stream ended at a record boundary after the handshake */
+	int hold;          /* libtls must not read: close_notify is being sent */
 };
 
-static inline void golibtls_rec_feed(struct golibtls_rec *r, const unsigned char *b, size_t n) {
+static inline void golibtls_in_feed(struct golibtls_in *r, const unsigned char *b, size_t n) {
 	while (n > 0) {
 		if (r->body > 0) {
 			size_t k = r->body < n ? r->body : n;
 			r->body -= k;
 			b += k;
 			n -= k;
+			if (r->body == 0)
+				r->records++;
 			continue;
 		}
 		r->hdr[r->nhdr++] = *b++;
@@ -37,12 +54,44 @@ static inline void golibtls_rec_feed(struct golibtls_rec *r, const unsigned char
 		if (r->nhdr == 5) {
 			r->body = ((size_t)r->hdr[3] << 8) | r->hdr[4];
 			r->nhdr = 0;
+			if (r->body == 0)
+				r->records++;
 		}
 	}
 }
 
-static inline int golibtls_rec_at_boundary(const struct golibtls_rec *r) {
+static inline int golibtls_in_at_boundary(const struct golibtls_in *r) {
 	return r->nhdr == 0 && r->body == 0;
+}
+
+/*
+ * golibtls_in_blocked reports whether a read callback must not read now
+ * (and answer TLS_WANT_POLLIN instead): the end of the stream has been
+ * seen, or close_notify is being sent (tls_close; LibreSSL's SSL_shutdown
+ * would read, and drop, application data that CloseWrite's caller has yet
+ * to read).
+ */
+static inline int golibtls_in_blocked(const struct golibtls_in *r) {
+	return r->eof || r->hold;
+}
+
+/*
+ * golibtls_in_end is a read callback's result at the end of the stream: 0
+ * (libtls decides: close_notify missing, a truncated record), or, after the
+ * handshake at a record boundary, TLS_WANT_POLLIN with eof set.
+ */
+static inline ssize_t golibtls_in_end(struct golibtls_in *r) {
+	if (r->open && golibtls_in_at_boundary(r)) {
+		r->eof = 1;
+		return TLS_WANT_POLLIN;
+	}
+	return 0;
+}
+
+/* golibtls_in_open marks the handshake complete. */
+static inline void golibtls_in_open(struct golibtls_in *r) {
+	r->open = 1;
+	r->records = 0;
 }
 
 /*
@@ -66,26 +115,48 @@ static inline ssize_t golibtls_write_many(struct tls *ctx, const void *buf, size
 }
 
 /*
+ * GOLIBTLS_FLOOD is golibtls_read_many's result when the peer has sent more
+ * than max_nondata records in a row without application data.
+ */
+#define GOLIBTLS_FLOOD (-100)
+
+/*
  * golibtls_read_many is the same for tls_read: it fills buf with as many
  * records as are already available and stops at the first that is not.
  * When it has read something and then tls_read ends the stream (0) or
  * fails, it returns what it read and leaves that last result in *last for
  * the next Read: the failure has consumed what caused it (a socket error is
  * reported once), so it cannot be asked for again. *last is 1 otherwise.
+ *
+ * It returns 0 at an end of the stream that was kept from libtls, and
+ * GOLIBTLS_FLOOD once more than max_nondata records have come in a row
+ * without application data (TLS 1.3 session tickets, key updates: libtls
+ * returns TLS_WANT_POLLIN after each), then at every later call.
  */
-static inline ssize_t golibtls_read_many(struct tls *ctx, void *buf, size_t len, ssize_t *last) {
+static inline ssize_t golibtls_read_many(struct tls *ctx, struct golibtls_in *in, void *buf, size_t len,
+    unsigned max_nondata, ssize_t *last) {
 	size_t done = 0;
 	*last = 1;
 	while (done < len) {
-		ssize_t n = tls_read(ctx, (char *)buf + done, len - done);
-		if (n <= 0) {
-			if (done == 0)
-				return n;
-			if (n != TLS_WANT_POLLIN && n != TLS_WANT_POLLOUT)
-				*last = n;
-			return (ssize_t)done;
+		ssize_t n;
+		if (in->records > max_nondata)
+			n = GOLIBTLS_FLOOD;
+		else
+			n = tls_read(ctx, (char *)buf + done, len - done);
+		if (n > 0) {
+			in->records = 0;
+			done += (size_t)n;
+			continue;
 		}
-		done += (size_t)n;
+		if (n == TLS_WANT_POLLIN && in->eof)
+			n = 0;
+		else if (n == TLS_WANT_POLLIN && in->records > max_nondata)
+			n = GOLIBTLS_FLOOD;
+		if (done == 0)
+			return n;
+		if (n != TLS_WANT_POLLIN && n != TLS_WANT_POLLOUT)
+			*last = n;
+		return (ssize_t)done;
 	}
 	return (ssize_t)done;
 }

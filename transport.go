@@ -2,6 +2,7 @@ package libtls
 
 /*
 #include <tls.h>
+#include "golibtls.h"
 */
 import "C"
 
@@ -45,9 +46,9 @@ type transport interface {
 
 	// sentAny reports whether any ciphertext has gone out.
 	sentAny(c *Conn) bool
-	// atRecordBoundary reports whether the ciphertext libtls has read so
-	// far ends at the end of a TLS record.
-	atRecordBoundary() bool
+	// in is what the read callbacks know of the ciphertext libtls has
+	// read (golibtls.h): its record framing, the end of the stream.
+	in() *C.struct_golibtls_in
 	// ioError returns, after libtls failed, the I/O error of the
 	// transport's callbacks behind it, or nil.
 	ioError(op string) error

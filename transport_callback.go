@@ -22,18 +22,20 @@ struct golibtls_bio {
 	int in_eof;
 	unsigned char *out;
 	size_t out_off, out_end, out_cap;
-	struct golibtls_rec rec; // the framing of what libtls has read
+	struct golibtls_in rec; // what libtls has read
 };
 
 static ssize_t golibtls_bio_read(struct tls *ctx, void *buf, size_t len, void *arg) {
 	struct golibtls_bio *b = arg;
 	size_t avail = b->in_end - b->in_off;
+	if (golibtls_in_blocked(&b->rec))
+		return TLS_WANT_POLLIN;
 	if (avail == 0)
-		return b->in_eof ? 0 : TLS_WANT_POLLIN;
+		return b->in_eof ? golibtls_in_end(&b->rec) : TLS_WANT_POLLIN;
 	if (len > avail)
 		len = avail;
 	memcpy(buf, b->in + b->in_off, len);
-	golibtls_rec_feed(&b->rec, b->in + b->in_off, len);
+	golibtls_in_feed(&b->rec, b->in + b->in_off, len);
 	b->in_off += len;
 	return (ssize_t)len;
 }
@@ -147,9 +149,7 @@ func (t *callbackTransport) accept(srv *C.struct_tls, cctx **C.struct_tls) C.int
 
 func (t *callbackTransport) sentAny(*Conn) bool { return t.sent.Load() }
 
-func (t *callbackTransport) atRecordBoundary() bool {
-	return C.golibtls_rec_at_boundary(&t.bio.rec) != 0
-}
+func (t *callbackTransport) in() *C.struct_golibtls_in { return &t.bio.rec }
 
 // ioError: the callbacks never fail; transport errors surface from fill
 // and flush directly.

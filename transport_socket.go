@@ -2,6 +2,7 @@ package libtls
 
 /*
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,18 +16,24 @@ struct golibtls_sock {
 	int fd;
 	int eagain;  // a read found the socket empty since the flags were cleared
 	int wblock;  // a write found the socket full since the flags were cleared
+	int moved;   // a read or write moved bytes since the flags were cleared
 	int err;     // errno of the last failed read or write, 0 if none
 	int sent;    // bytes have been written
 	int reset;   // a write found the connection reset
-	struct golibtls_rec rec; // the framing of what libtls has read
+	struct golibtls_in rec; // what libtls has read
 };
 
 static ssize_t golibtls_sock_read(struct tls *ctx, void *buf, size_t len, void *arg) {
 	struct golibtls_sock *s = arg;
+	if (golibtls_in_blocked(&s->rec)) {
+		s->eagain = 1; // as good as an empty socket: do not call again at once
+		return TLS_WANT_POLLIN;
+	}
 	for (;;) {
 		ssize_t n = read(s->fd, buf, len);
 		if (n > 0) {
-			golibtls_rec_feed(&s->rec, buf, (size_t)n);
+			golibtls_in_feed(&s->rec, buf, (size_t)n);
+			s->moved = 1;
 			return n;
 		}
 		if (n == 0) {
@@ -38,7 +45,7 @@ static ssize_t golibtls_sock_read(struct tls *ctx, void *buf, size_t len, void *
 				s->err = ECONNRESET;
 				return -1;
 			}
-			return 0;
+			return golibtls_in_end(&s->rec);
 		}
 		if (errno == EINTR)
 			continue;
@@ -59,7 +66,7 @@ static ssize_t golibtls_sock_write(struct tls *ctx, const void *buf, size_t len,
 		ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL);
 		if (n >= 0) {
 			if (n > 0)
-				s->sent = 1;
+				s->sent = s->moved = 1;
 			return n;
 		}
 		if (errno == EINTR)
@@ -82,11 +89,23 @@ static int golibtls_sock_connect(struct tls *ctx, struct golibtls_sock *s, const
 static int golibtls_sock_accept(struct tls *srv, struct tls **cctx, struct golibtls_sock *s) {
 	return tls_accept_cbs(srv, cctx, golibtls_sock_read, golibtls_sock_write, s);
 }
+
+// golibtls_sock_ready reports whether the socket is readable (want_in) or
+// writable, or has an error or hangup pending, without waiting.
+static int golibtls_sock_ready(int fd, int want_in) {
+	struct pollfd p = { .fd = fd, .events = want_in ? POLLIN : POLLOUT };
+	int n;
+	do {
+		n = poll(&p, 1, 0);
+	} while (n < 0 && errno == EINTR);
+	return n != 0;
+}
 */
 import "C"
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -109,24 +128,39 @@ import (
 type socketTransport struct {
 	raw  syscall.RawConn
 	conn net.Conn                // for the addresses of errors
+	fd   C.int                   // the socket's descriptor (RawConn keeps it open during a run)
 	s    *C.struct_golibtls_sock // C memory; nil once freed
 
 	// The runs of Reads and Writes.
 	readRun, writeRun sockRun
 }
 
-// maxSpins bounds how often a call is repeated at once, without waiting,
-// when libtls asks for I/O the socket does not need: after a non-data
-// record (a TLS 1.3 session ticket, a key update) libtls returns
-// TLS_WANT_POLLIN while more bytes wait in the socket, and with no new
-// readiness to come the netpoller would never wake us.
-const maxSpins = 64
+// After a record that carries no data (a TLS 1.3 session ticket, a key
+// update) libtls returns TLS_WANT_POLLIN without reading the next record,
+// which may already wait in the socket (libtls clears SSL_MODE_AUTO_RETRY).
+// The netpoller reports new readiness only, so waiting then could wait for
+// bytes that are already there, forever. A run therefore waits only after
+// the socket itself refused to move bytes (EAGAIN), and otherwise calls
+// again at once: each such call consumes at least one record, and a Read
+// stops at data, when the socket runs dry, or after maxNonDataRecords
+// (conn.go).
+const (
+	// yieldEvery: a run that keeps consuming records leaves its RawConn
+	// callback after this many calls and comes straight back, so that its
+	// deadline and Close are checked meanwhile.
+	yieldEvery = 64
+	// maxSpins bounds the calls in a row that ask for I/O without their
+	// callbacks having moved a byte or met a full or empty socket. libtls
+	// is not known to do that; if it did, the run waits if the socket is
+	// really not ready, and fails otherwise, rather than spin.
+	maxSpins = 64
+)
 
 func newSocketTransport(conn net.Conn, raw syscall.RawConn) *socketTransport {
-	t := &socketTransport{raw: raw, conn: conn}
+	t := &socketTransport{raw: raw, conn: conn, fd: -1}
+	_ = raw.Control(func(fd uintptr) { t.fd = C.int(fd) })
 	t.s = (*C.struct_golibtls_sock)(C.calloc(1, C.size_t(unsafe.Sizeof(C.struct_golibtls_sock{}))))
-	t.s.fd = -1
-	_ = raw.Control(func(fd uintptr) { t.s.fd = C.int(fd) })
+	t.s.fd = t.fd
 	return t
 }
 
@@ -144,9 +178,7 @@ func (t *socketTransport) sentAny(c *Conn) bool {
 	return t.s != nil && t.s.sent != 0
 }
 
-func (t *socketTransport) atRecordBoundary() bool {
-	return C.golibtls_rec_at_boundary(&t.s.rec) != 0
-}
+func (t *socketTransport) in() *C.struct_golibtls_in { return &t.s.rec }
 
 func (t *socketTransport) ioError(op string) error {
 	errno := syscall.Errno(t.s.err)
@@ -187,8 +219,9 @@ type sockRun struct {
 	rc    C.ssize_t
 	err   error
 	done  bool
-	again bool
-	spin  int
+	again bool // libtls asked for I/O that the socket did not refuse
+	moved bool // and its callbacks moved bytes meanwhile
+	ended bool // the stream has ended (golibtls_in kept it from libtls)
 	// The readiness the next wait is for.
 	want C.ssize_t
 
@@ -199,10 +232,11 @@ type sockRun struct {
 // whether libtls asked for I/O the socket did not refuse.
 func (r *sockRun) call(ctx *C.struct_tls) C.ssize_t {
 	s := r.t.s
-	s.eagain, s.wblock = 0, 0
+	s.eagain, s.wblock, s.moved = 0, 0, 0
 	rc := r.inner.call(ctx)
-	r.again = r.spin < maxSpins &&
-		((rc == C.TLS_WANT_POLLIN && s.eagain == 0) || (rc == C.TLS_WANT_POLLOUT && s.wblock == 0))
+	r.again = (rc == C.TLS_WANT_POLLIN && s.eagain == 0) || (rc == C.TLS_WANT_POLLOUT && s.wblock == 0)
+	r.moved = s.moved != 0
+	r.ended = s.rec.eof != 0
 	return rc
 }
 
@@ -210,12 +244,35 @@ func (r *sockRun) call(ctx *C.struct_tls) C.ssize_t {
 // for the socket, and reports whether the run can stop waiting in this
 // direction.
 func (r *sockRun) ready(uintptr) bool {
-	for r.spin = 0; ; r.spin++ {
+	idle := 0
+	for calls := 1; ; calls++ {
 		r.rc, r.err = r.c.step(r.kind, r.op, r)
-		if r.err == nil && r.again {
-			continue
-		}
 		rc := r.rc
+		if r.err == nil && r.again {
+			// Not a wait: call again (see yieldEvery).
+			if r.moved {
+				idle = 0
+			} else {
+				idle++
+			}
+			if idle < maxSpins {
+				if calls%yieldEvery == 0 {
+					return true // r.want unchanged: RawConn calls again at once
+				}
+				continue
+			}
+			if C.golibtls_sock_ready(r.t.fd, boolInt(rc == C.TLS_WANT_POLLIN)) != 0 {
+				r.err = &Error{Op: r.op, Msg: "libtls keeps asking for I/O that it does not attempt"}
+				r.done = true
+				return true
+			}
+			// The socket is not ready: its next readiness is new.
+		}
+		if r.err == nil && rc == C.TLS_WANT_POLLIN && r.ended && r.kind != opClose {
+			// The stream has ended, and libtls wants more than a Read
+			// would (a write in a renegotiation).
+			r.err = &Error{Op: r.op, Msg: "unexpected EOF", Err: io.ErrUnexpectedEOF}
+		}
 		if r.err != nil || (rc != C.TLS_WANT_POLLIN && rc != C.TLS_WANT_POLLOUT) ||
 			(r.kind == opClose && rc == C.TLS_WANT_POLLIN) { // the peer's close_notify is not awaited
 			r.done = true
@@ -227,6 +284,13 @@ func (r *sockRun) ready(uintptr) bool {
 		r.want = rc
 		return true // wait for the other direction
 	}
+}
+
+func boolInt(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // run makes the call inside a RawConn callback, waits for readability or
@@ -270,6 +334,12 @@ func (t *socketTransport) wait(r *sockRun) (C.ssize_t, error) {
 			dir := "read"
 			if r.want == C.TLS_WANT_POLLOUT {
 				dir = "write"
+			}
+			// RawConn's error is a *net.OpError of its own ("raw-read"):
+			// report its cause as the net package reports a Read's.
+			var oe *net.OpError
+			if errors.As(werr, &oe) {
+				werr = oe.Err
 			}
 			return -1, t.opError(dir, werr)
 		}
