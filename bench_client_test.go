@@ -12,7 +12,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/golibtls/libtls/internal/benchenv"
 )
@@ -134,4 +137,71 @@ func benchStoredSession(b *testing.B) []byte {
 		b.Fatal("no session stored")
 	}
 	return pem
+}
+
+// BenchmarkClientWave: one op is a wave of 16 concurrent resumed TLS 1.2
+// dials through one Config (session file or SessionCache), against a
+// crypto/tls server that takes 50 ms to answer each ClientHello (a server
+// far away); crypto/tls with an LRU session cache is the reference
+// (gotls). Handshakes that wait for each other take 16 × 50 ms a wave,
+// parallel ones about 50 ms.
+func BenchmarkClientWave(b *testing.B) {
+	const n, delay = 16, 50 * time.Millisecond
+	g := benchGoServerConfig(b, tls.VersionTLS12, true)
+	g.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		time.Sleep(delay)
+		return nil, nil
+	}
+	for _, store := range []string{"file", "cache", "gotls"} {
+		b.Run(store, func(b *testing.B) {
+			l, addr := benchenv.Listen(b)
+			wait := benchenv.Serve(l, benchenv.GoPeer(g), true)
+			defer wait()
+			var once func() (bool, error)
+			if store == "gotls" {
+				gc := &tls.Config{RootCAs: benchPKI(b).Pool, ServerName: benchServerName,
+					MaxVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(0)}
+				once = func() (bool, error) {
+					c, err := tls.Dial("tcp", addr, gc)
+					if err != nil {
+						return false, err
+					}
+					defer c.Close()
+					return c.ConnectionState().DidResume, nil
+				}
+			} else {
+				cfg := benchSessionConfig(b, store)
+				once = func() (bool, error) { return benchClientOnce(addr, cfg) }
+			}
+			_, err := once()
+			benchCheck(b, err)
+			var resumed atomic.Int64
+			b.ResetTimer()
+			for range b.N {
+				var wg sync.WaitGroup
+				errs := make(chan error, n)
+				for range n {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						r, err := once()
+						if err != nil {
+							errs <- err
+						}
+						if r {
+							resumed.Add(1)
+						}
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/wave")
+			b.ReportMetric(float64(resumed.Load())/float64(n*b.N), "resumed/op")
+		})
+	}
 }
