@@ -40,7 +40,7 @@ FROM golang:${GO_VERSION}-bookworm AS test
 # system libtls is not used), installed here so the tests never need root.
 RUN apt-get update \
 	&& DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-		gcc libc6-dev openssl pkg-config \
+		curl gcc libc6-dev openssl pkg-config tinyproxy \
 	&& rm -rf /var/lib/apt/lists/*
 
 COPY --from=libressl /opt/libressl /opt/libressl

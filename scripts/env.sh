@@ -21,7 +21,8 @@ apt_install() {
 
 libtls_setup() {
 	if command -v dpkg-query >/dev/null 2>&1; then
-		local pkgs=(pkg-config gcc libc6-dev openssl curl)
+		# curl and tinyproxy are real peers of libtlshttp's tests.
+		local pkgs=(pkg-config gcc libc6-dev openssl curl tinyproxy)
 		# With LIBTLS_PREFIX the system libtls is not needed.
 		[ -z "${LIBTLS_PREFIX:-}" ] && pkgs+=(libtls-dev)
 		apt_install "${pkgs[@]}"
