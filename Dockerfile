@@ -58,17 +58,19 @@ ENV LIBTLS_PREFIX=/opt/libressl \
 	GOCACHE=/home/tester/.cache/go-build
 
 # Modules first, so that they are downloaded again only when a go.mod or
-# go.sum changes. The repository holds four modules: the core (no etcd, no
-# grpc-go), etcdkeys and cmd/tlsresume (which use etcd) and libtlsgrpc
-# (grpc-go); they replace the core with the copy in this tree, so its
-# go.mod comes first.
+# go.sum changes. The repository holds five modules: the core (no etcd,
+# grpc-go or client_golang), etcdkeys and cmd/tlsresume (which use etcd),
+# libtlsgrpc (grpc-go) and libtlsprom (client_golang); they replace the
+# core with the copy in this tree, so its go.mod comes first.
 COPY --chown=tester:tester go.mod go.sum ./
 COPY --chown=tester:tester etcdkeys/go.mod etcdkeys/go.sum etcdkeys/
 COPY --chown=tester:tester libtlsgrpc/go.mod libtlsgrpc/go.sum libtlsgrpc/
+COPY --chown=tester:tester libtlsprom/go.mod libtlsprom/go.sum libtlsprom/
 COPY --chown=tester:tester cmd/tlsresume/go.mod cmd/tlsresume/go.sum cmd/tlsresume/
 RUN go mod download \
 	&& (cd etcdkeys && go mod download) \
 	&& (cd libtlsgrpc && go mod download) \
+	&& (cd libtlsprom && go mod download) \
 	&& (cd cmd/tlsresume && go mod download)
 
 # Warm the build cache with the standard library, plain and with -race, under
