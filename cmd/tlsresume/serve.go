@@ -18,7 +18,7 @@ import (
 	"github.com/golibtls/libtls/libtlshttp"
 )
 
-const serveUsage = `Usage: tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY]
+const serveUsage = `Usage: tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY] [-metrics ADDR]
 
 A libtls HTTPS server with session resumption (TLS 1.2 session tickets),
 over HTTP/2 or HTTP/1.1. Every response says which protocol, cipher and
@@ -44,6 +44,13 @@ resumes the others' sessions. The source is either
                             keys rotate -etcd", for fleets across machines.
 Every server and rotator of a fleet must use the same -lifetime. The
 server logs on stderr its key revisions as they change.
+
+With -metrics HOST:PORT it also serves Prometheus metrics, plain HTTP, at
+http://HOST:PORT/metrics (printed on stdout after "listening on"): its
+handshakes (golibtls_handshakes_total{kind="full"|"resumed"}), failed
+handshakes by reason (golibtls_handshake_failures_total) and, with -keys,
+the fleet key revision applied and whether it is in step
+(golibtls_ticket_key_revision, golibtls_ticket_keys_in_step).
 `
 
 // childEnv marks a serve process started by the demo (or the tests): it
@@ -54,6 +61,7 @@ type serveOptions struct {
 	addr, cert, key string
 	lifetime        time.Duration
 	keys            string
+	metrics         string
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -65,6 +73,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.key, "key", "", "PEM file of the certificate's private key")
 	fs.DurationVar(&o.lifetime, "lifetime", 2*time.Hour, "session lifetime, whole seconds from 4s to 24h")
 	fs.StringVar(&o.keys, "keys", "", "ticket keys to follow (shared by a fleet): a key file, or etcd://HOST:PORT/KEY")
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics (plain HTTP)")
 	pos, code, ok := cmd.parse(args)
 	if !ok {
 		return code
@@ -83,6 +92,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if strings.HasPrefix(o.keys, etcdScheme) {
 		if _, _, err := parseEtcdURL(o.keys); err != nil {
 			return cmd.usageError("-keys: %v", err)
+		}
+	}
+	if o.metrics != "" {
+		if err := checkMetricsAddr(o.metrics); err != nil {
+			return cmd.usageError("-metrics: %v", err)
 		}
 	}
 
@@ -138,8 +152,9 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	if err := cfg.SetSessionLifetime(o.lifetime); err != nil {
 		return err
 	}
+	var follower io.Closer
 	if o.keys != "" {
-		follower, err := followKeys(cfg, o.keys, o.lifetime, stderr)
+		follower, err = followKeys(cfg, o.keys, o.lifetime, stderr)
 		if err != nil {
 			return err
 		}
@@ -156,6 +171,14 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	lsrv := libtls.ListenerServer(ln)
 	pid := os.Getpid()
 	logger := log.New(stderr, "tlsresume serve: ", 0)
+	var metrics *metricsServer
+	if o.metrics != "" {
+		if metrics, err = startMetrics(o.metrics, lsrv, cfg, follower, logger); err != nil {
+			ln.Close()
+			return err
+		}
+		defer metrics.close()
+	}
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hello(w, r, pid) }),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -170,6 +193,9 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stderr, "tlsresume serve: note: %s servers cannot resume sessions (%s); every handshake will be full\n", b.Name, noServerResumption)
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
+	if metrics != nil {
+		fmt.Fprintf(stdout, "metrics on %s\n", metrics.url())
+	}
 
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
