@@ -18,7 +18,7 @@ import (
 	"github.com/golibtls/libtls/libtlshttp"
 )
 
-const serveUsage = `Usage: tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY] [-metrics ADDR]
+const serveUsage = `Usage: tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY] [-metrics HOST:PORT]
 
 A libtls HTTPS server with session resumption (TLS 1.2 session tickets),
 over HTTP/2 or HTTP/1.1. Every response says which protocol, cipher and
@@ -51,6 +51,13 @@ handshakes (golibtls_handshakes_total{kind="full"|"resumed"}), failed
 handshakes by reason (golibtls_handshake_failures_total) and, with -keys,
 the fleet key revision applied and whether it is in step
 (golibtls_ticket_key_revision, golibtls_ticket_keys_in_step).
+
+No certificate to try it with? "tlsresume cert" writes a self-signed pair
+for localhost, 127.0.0.1 and ::1 (cert.pem, key.pem; see tlsresume cert
+-h), as does
+  ` + opensslCertCommand + `
+then: tlsresume serve -addr 127.0.0.1:8443 -cert cert.pem -key key.pem,
+and clients trust it with -cafile cert.pem (curl --cacert cert.pem).
 `
 
 // childEnv marks a serve process started by the demo (or the tests): it
