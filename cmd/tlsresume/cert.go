@@ -136,9 +136,15 @@ func selfSigned(names []string, now time.Time, validity time.Duration) (certPEM,
 		Subject:               pkix.Name{CommonName: names[0], Organization: []string{"tlsresume cert"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(validity),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
+		// Its own CA, as "openssl req -x509" makes it: LibreSSL's verifier
+		// takes a self-signed certificate as a trust anchor only then. It
+		// issues nothing else.
+		IsCA:           true,
+		MaxPathLen:     0,
+		MaxPathLenZero: true,
 	}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {

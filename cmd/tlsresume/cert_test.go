@@ -110,8 +110,11 @@ func TestCert(t *testing.T) {
 	if pub, ok := cert.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
 		t.Errorf("public key %T, want ECDSA P-256", cert.PublicKey)
 	}
-	if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil || !bytes.Equal(cert.RawIssuer, cert.RawSubject) {
+	if err := cert.CheckSignatureFrom(cert); err != nil || !bytes.Equal(cert.RawIssuer, cert.RawSubject) {
 		t.Errorf("not self-signed: %v, issuer %v", err, cert.Issuer)
+	}
+	if !cert.IsCA || cert.MaxPathLen != 0 || !cert.MaxPathLenZero {
+		t.Errorf("IsCA %v, MaxPathLen %d: want its own CA, issuing nothing else", cert.IsCA, cert.MaxPathLen)
 	}
 	if cert.Subject.CommonName != "localhost" || strings.Join(cert.DNSNames, ",") != "localhost" || len(cert.IPAddresses) != 2 ||
 		!cert.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)) || !cert.IPAddresses[1].Equal(net.IPv6loopback) {
