@@ -26,22 +26,26 @@ import (
 // testTimeout bounds every wait of these tests.
 const testTimeout = 30 * time.Second
 
-var (
-	pkiOnce sync.Once
-	pkiCA   *testcert.CA
-	pkiLeaf *testcert.Leaf
-	pkiErr  error
-)
+// pki is a throwaway CA and a server certificate for localhost and
+// 127.0.0.1.
+type pki struct {
+	ca   *testcert.CA
+	leaf *testcert.Leaf
+}
+
+// thePKI makes the tests' PKI once.
+var thePKI = sync.OnceValues(func() (p pki, err error) {
+	if p.ca, err = testcert.NewCA("libtlsprom test CA"); err == nil {
+		p.leaf, err = p.ca.Issue("localhost", "127.0.0.1")
+	}
+	return p, err
+})
 
 func testPKI(t testing.TB) (*testcert.CA, *testcert.Leaf) {
 	t.Helper()
-	pkiOnce.Do(func() {
-		if pkiCA, pkiErr = testcert.NewCA("libtlsprom test CA"); pkiErr == nil {
-			pkiLeaf, pkiErr = pkiCA.Issue("localhost", "127.0.0.1")
-		}
-	})
-	require.NoError(t, pkiErr)
-	return pkiCA, pkiLeaf
+	p, err := thePKI()
+	require.NoError(t, err)
+	return p.ca, p.leaf
 }
 
 // serverConfig is a server Config with sessions (which resume where the
