@@ -211,11 +211,10 @@ func (c *syscallConn) SyscallConn() (syscall.RawConn, error) { return c.sc.Sysca
 
 // Info describes the security protocol, as grpc-go's TLS credentials do.
 func (c *creds) Info() credentials.ProtocolInfo {
-	return credentials.ProtocolInfo{
-		SecurityProtocol: "tls",
-		SecurityVersion:  "1.2",
-		ServerName:       c.serverName,
-	}
+	info := credentials.ProtocolInfo{SecurityProtocol: "tls"}
+	//lint:ignore SA1019 grpc-go's own TLS credentials fill both, and grpc-go still takes ServerName as the channel's authority.
+	info.SecurityVersion, info.ServerName = "1.2", c.serverName
+	return info
 }
 
 // Clone returns a copy whose OverrideServerName does not affect c. It shares

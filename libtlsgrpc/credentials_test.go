@@ -245,8 +245,12 @@ func TestServerName(t *testing.T) {
 	assert.Contains(t, err.Error(), "127.0.0.1")
 
 	clone := base.Clone()
+	// Deprecated in grpc-go, but part of the interface, and it still works.
+	//lint:ignore SA1019 tested as long as grpc-go keeps it
 	require.NoError(t, clone.OverrideServerName("grpc.test"))
+	//lint:ignore SA1019 grpc-go takes the authority from it
 	assert.Equal(t, "grpc.test", clone.Info().ServerName)
+	//lint:ignore SA1019 grpc-go takes the authority from it
 	assert.Empty(t, base.Info().ServerName, "the original is unchanged")
 	cli := mustCheck(t, dial(t, ts.addr, grpc.WithTransportCredentials(clone)))
 	assert.Equal(t, "grpc.test", cli.State.ServerName)
