@@ -35,7 +35,6 @@ import "C"
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -46,17 +45,22 @@ import (
 // Config wraps a struct tls_config. Create it with NewConfig, set it up with
 // its setters, use it for any number of clients and servers, and Close it.
 //
-// A Config is safe for concurrent use. Setters exclude the handshakes that
-// read the configuration (libtls reads a server's ticket keys and a client's
-// session file during every handshake), so a setter called while
-// connections run waits for the handshake steps in progress.
+// A Config is safe for concurrent use. Setters exclude the server handshakes
+// that read the configuration (libtls reads a server's ticket keys during
+// every handshake), so a setter called while servers run waits for the
+// handshake steps in progress. Client handshakes run on libtls
+// configurations of their own, made from the Config's settings when the
+// handshake starts (see SetSessionFD): a setter never waits for them, and
+// a change applies to the handshakes that start after it.
 //
 // Closing a Config ends its setters, and no new client or server can be
 // built from it; the clients and servers already built from it keep working,
 // and the C configuration is freed when the last of them is closed.
 type Config struct {
 	// mu is held for writing by every setter and for reading by every C
-	// call that reads the configuration (tls_configure, handshake steps).
+	// call that reads the configuration (tls_configure of a server, its
+	// handshake steps) and while a client configuration is made from
+	// client.
 	mu     sync.RWMutex
 	c      *C.struct_tls_config
 	closed bool
@@ -70,18 +74,20 @@ type Config struct {
 	// reference until no Go object can reach cfg.c.
 	users atomic.Int64
 
-	// sessionFile keeps the *os.File given to SetSessionFile reachable:
-	// libtls neither dups nor closes the descriptor, so the file's own
-	// finalizer must not close it while libtls may use it. Every Conn and
-	// Server keeps its Config reachable, which keeps the file reachable.
-	sessionFile *os.File
-	sessionFD   int
+	// client is what client connections are configured with; every
+	// client handshake runs on a tls_config of its own from pool, made
+	// from it (client_config.go).
+	client *clientSettings
+	pool   clientPool
 
-	// sessionCache, when set, gives each server its own session file; the
-	// Config's session fd is switched for each client handshake under
-	// clientSem, which serializes those handshakes.
+	// sessionFile is the client session file (SetSessionFile,
+	// SetSessionFD), nil if none; it keeps the *os.File reachable, so
+	// that its finalizer cannot close the descriptor while the binding
+	// may use it. sessionCache, when set, takes precedence. Both are
+	// read by each client handshake when it starts (session_store.go).
+	sessionFile  *fileSessionStore
 	sessionCache *SessionCache
-	clientSem    semaphore
+	sessionScope SessionScope
 
 	// session holds what the binding knows of the server-side session
 	// settings; see session.go and ticket.go.
@@ -98,7 +104,8 @@ func NewConfig() (*Config, error) {
 	if c == nil {
 		return nil, &ConfigError{Op: "tls_config_new", Msg: fmt.Sprintf("allocation failed: %v", err), Err: err}
 	}
-	cfg := &Config{c: c, sessionFD: -1, clientSem: newSemaphore()}
+	cfg := &Config{c: c, client: &clientSettings{}}
+	cfg.client.seal()
 	cfg.users.Store(1)
 	liveConfigs.Add(1)
 	// Only a backstop: programs should call Close.
@@ -119,6 +126,7 @@ func (cfg *Config) Close() error {
 	cfg.closed = true
 	runtime.SetFinalizer(cfg, nil)
 	cfg.mu.Unlock()
+	cfg.pool.close()
 	cfg.unref()
 	return nil
 }
@@ -142,6 +150,7 @@ func (cfg *Config) unref() {
 	cfg.mu.Lock()
 	C.tls_config_free(cfg.c)
 	cfg.c = nil
+	cfg.client.drop()
 	cfg.mu.Unlock()
 	liveConfigs.Add(-1)
 }
@@ -195,6 +204,31 @@ func checkNUL(op string, strs ...string) error {
 		}
 	}
 	return nil
+}
+
+// callClient is call for the settings that client connections read: after
+// libtls accepted the value on the Config's own tls_config, record (under
+// the same write lock) puts it into the client settings that each client
+// handshake's tls_config is made from (client_config.go).
+func (cfg *Config) callClient(op string, f func(c *C.struct_tls_config) C.int, record func(s *clientSettings) error, strs ...string) error {
+	var recErr error
+	err := cfg.call(op, func(c *C.struct_tls_config) C.int {
+		if rc := f(c); rc != 0 {
+			return rc
+		}
+		recErr = cfg.recordClient(record)
+		return 0
+	}, strs...)
+	if err == nil && recErr != nil {
+		return &ConfigError{Op: op, Msg: recErr.Error(), Err: recErr}
+	}
+	return err
+}
+
+// callVoidClient is callClient for a setter that cannot fail.
+func (cfg *Config) callVoidClient(op string, f func(c *C.struct_tls_config), record func(s *clientSettings)) error {
+	return cfg.callClient(op, func(c *C.struct_tls_config) C.int { f(c); return 0 },
+		func(s *clientSettings) error { record(s); return nil })
 }
 
 // callVoid runs one C setter that cannot fail.
@@ -257,104 +291,116 @@ func freeOpt(p *C.char) {
 // (tls_config_set_ca_file). Without one, libtls uses its default CA file
 // (see DefaultCAFile); LibreTLS uses OpenSSL's default verify paths instead.
 func (cfg *Config) SetCAFile(path string) error {
-	return cfg.call("tls_config_set_ca_file", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_ca_file", func(c *C.struct_tls_config) C.int {
 		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_ca_file(c, p) })
+	}, func(s *clientSettings) error {
+		b, err := readSettingFile(path)
+		s.ca, s.caSet = b, err == nil
+		return err
 	}, path)
 }
 
 // SetCAPath sets a directory of hashed root certificates
 // (tls_config_set_ca_path).
 func (cfg *Config) SetCAPath(dir string) error {
-	return cfg.call("tls_config_set_ca_path", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_ca_path", func(c *C.struct_tls_config) C.int {
 		return withCString(dir, func(p *C.char) C.int { return C.tls_config_set_ca_path(c, p) })
-	}, dir)
+	}, func(s *clientSettings) error { s.caPath = &dir; return nil }, dir)
 }
 
 // SetCA sets the PEM root certificates used to verify the peer
 // (tls_config_set_ca_mem).
 func (cfg *Config) SetCA(pem []byte) error {
-	return cfg.call("tls_config_set_ca_mem", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_ca_mem", func(c *C.struct_tls_config) C.int {
 		p, n := bytesPtr(pem)
 		return C.tls_config_set_ca_mem(c, p, n)
-	})
+	}, func(s *clientSettings) error { s.ca, s.caSet = bytes.Clone(pem), true; return nil })
 }
 
 // SetCertFile sets the PEM certificate chain file of the local side
 // (tls_config_set_cert_file).
 func (cfg *Config) SetCertFile(path string) error {
-	return cfg.call("tls_config_set_cert_file", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_cert_file", func(c *C.struct_tls_config) C.int {
 		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_cert_file(c, p) })
+	}, func(s *clientSettings) error {
+		b, err := readSettingFile(path)
+		s.cert, s.certSet = b, err == nil
+		return err
 	}, path)
 }
 
 // SetCert sets the PEM certificate chain of the local side
 // (tls_config_set_cert_mem).
 func (cfg *Config) SetCert(pem []byte) error {
-	return cfg.call("tls_config_set_cert_mem", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_cert_mem", func(c *C.struct_tls_config) C.int {
 		p, n := bytesPtr(pem)
 		return C.tls_config_set_cert_mem(c, p, n)
-	})
+	}, func(s *clientSettings) error { s.cert, s.certSet = bytes.Clone(pem), true; return nil })
 }
 
 // SetKeyFile sets the PEM private key file of the local side
 // (tls_config_set_key_file).
 func (cfg *Config) SetKeyFile(path string) error {
-	return cfg.call("tls_config_set_key_file", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_key_file", func(c *C.struct_tls_config) C.int {
 		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_key_file(c, p) })
+	}, func(s *clientSettings) error {
+		b, err := readSettingFile(path)
+		s.setKey(b, err == nil)
+		return err
 	}, path)
 }
 
 // SetKey sets the PEM private key of the local side (tls_config_set_key_mem).
 // libtls copies the key; the caller may zero its slice afterwards.
 func (cfg *Config) SetKey(pem []byte) error {
-	return cfg.call("tls_config_set_key_mem", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_key_mem", func(c *C.struct_tls_config) C.int {
 		p, n := bytesPtr(pem)
 		return C.tls_config_set_key_mem(c, p, n)
-	})
+	}, func(s *clientSettings) error { s.setKey(bytes.Clone(pem), true); return nil })
 }
 
 // SetKeypairFile sets the certificate and key files of the local side
 // (tls_config_set_keypair_file).
 func (cfg *Config) SetKeypairFile(certPath, keyPath string) error {
-	return cfg.call("tls_config_set_keypair_file", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_keypair_file", func(c *C.struct_tls_config) C.int {
 		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
 			return C.tls_config_set_keypair_file(c, p[0], p[1])
 		})
-	}, certPath, keyPath)
+	}, func(s *clientSettings) error { return s.setKeypairFiles(certPath, keyPath) }, certPath, keyPath)
 }
 
 // SetKeypair sets the PEM certificate chain and key of the local side
 // (tls_config_set_keypair_mem).
 func (cfg *Config) SetKeypair(certPEM, keyPEM []byte) error {
-	return cfg.call("tls_config_set_keypair_mem", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_keypair_mem", func(c *C.struct_tls_config) C.int {
 		cp, cn := bytesPtr(certPEM)
 		kp, kn := bytesPtr(keyPEM)
 		return C.tls_config_set_keypair_mem(c, cp, cn, kp, kn)
-	})
+	}, func(s *clientSettings) error { s.setKeypair(certPEM, keyPEM); return nil })
 }
 
 // SetKeypairOCSPFile sets the certificate, key and DER OCSP response files of
 // the local side (tls_config_set_keypair_ocsp_file). An empty ocspPath
 // means no staple.
 func (cfg *Config) SetKeypairOCSPFile(certPath, keyPath, ocspPath string) error {
-	return cfg.call("tls_config_set_keypair_ocsp_file", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_keypair_ocsp_file", func(c *C.struct_tls_config) C.int {
 		o := optCString(ocspPath)
 		defer freeOpt(o)
 		return withCStrings([]string{certPath, keyPath}, func(p []*C.char) C.int {
 			return C.tls_config_set_keypair_ocsp_file(c, p[0], p[1], o)
 		})
-	}, certPath, keyPath, ocspPath)
+	}, func(s *clientSettings) error { return s.setKeypairFiles(certPath, keyPath) }, certPath, keyPath, ocspPath)
 }
 
 // SetKeypairOCSP sets the certificate, key and DER OCSP response of the local
 // side (tls_config_set_keypair_ocsp_mem).
 func (cfg *Config) SetKeypairOCSP(certPEM, keyPEM, ocspDER []byte) error {
-	return cfg.call("tls_config_set_keypair_ocsp_mem", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_keypair_ocsp_mem", func(c *C.struct_tls_config) C.int {
 		cp, cn := bytesPtr(certPEM)
 		kp, kn := bytesPtr(keyPEM)
 		op, on := bytesPtr(ocspDER)
 		return C.tls_config_set_keypair_ocsp_mem(c, cp, cn, kp, kn, op, on)
-	})
+	}, func(s *clientSettings) error { s.setKeypair(certPEM, keyPEM); return nil })
 }
 
 // AddKeypairFile adds another certificate and key for a server, chosen by
@@ -420,24 +466,28 @@ func (cfg *Config) SetOCSPStaple(der []byte) error {
 // SetCRLFile sets a PEM certificate revocation list file
 // (tls_config_set_crl_file).
 func (cfg *Config) SetCRLFile(path string) error {
-	return cfg.call("tls_config_set_crl_file", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_crl_file", func(c *C.struct_tls_config) C.int {
 		return withCString(path, func(p *C.char) C.int { return C.tls_config_set_crl_file(c, p) })
+	}, func(s *clientSettings) error {
+		b, err := readSettingFile(path)
+		s.crl, s.crlSet = b, err == nil
+		return err
 	}, path)
 }
 
 // SetCRL sets a PEM certificate revocation list (tls_config_set_crl_mem).
 func (cfg *Config) SetCRL(pem []byte) error {
-	return cfg.call("tls_config_set_crl_mem", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_crl_mem", func(c *C.struct_tls_config) C.int {
 		p, n := bytesPtr(pem)
 		return C.tls_config_set_crl_mem(c, p, n)
-	})
+	}, func(s *clientSettings) error { s.crl, s.crlSet = bytes.Clone(pem), true; return nil })
 }
 
 // ClearKeys zeroes the private keys held by the configuration
 // (tls_config_clear_keys). Call it after the servers that need them are
 // configured.
 func (cfg *Config) ClearKeys() error {
-	return cfg.callVoid("tls_config_clear_keys", func(c *C.struct_tls_config) { C.tls_config_clear_keys(c) })
+	return cfg.callVoidClient("tls_config_clear_keys", func(c *C.struct_tls_config) { C.tls_config_clear_keys(c) }, func(s *clientSettings) { s.setKey(nil, false) })
 }
 
 // --- Handshake parameters -------------------------------------------------
@@ -456,18 +506,19 @@ func (cfg *Config) SetALPN(protos ...string) error {
 	if len(protos) == 0 {
 		return &ConfigError{Op: op, Msg: "no ALPN protocols", Err: errInvalid}
 	}
-	return cfg.call(op, func(c *C.struct_tls_config) C.int {
-		return withCString(strings.Join(protos, ","), func(p *C.char) C.int { return C.tls_config_set_alpn(c, p) })
-	})
+	alpn := strings.Join(protos, ",")
+	return cfg.callClient(op, func(c *C.struct_tls_config) C.int {
+		return withCString(alpn, func(p *C.char) C.int { return C.tls_config_set_alpn(c, p) })
+	}, func(s *clientSettings) error { s.alpn = &alpn; return nil })
 }
 
 // SetCiphers sets the cipher list (tls_config_set_ciphers): "secure" (or
 // "default"), "compat", "legacy", "insecure" (or "all"), or an OpenSSL
 // cipher string.
 func (cfg *Config) SetCiphers(ciphers string) error {
-	return cfg.call("tls_config_set_ciphers", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_ciphers", func(c *C.struct_tls_config) C.int {
 		return withCString(ciphers, func(p *C.char) C.int { return C.tls_config_set_ciphers(c, p) })
-	}, ciphers)
+	}, func(s *clientSettings) error { s.ciphers = &ciphers; return nil }, ciphers)
 }
 
 // SetDHEParams sets the DHE parameters: "none", "auto" or "legacy"
@@ -481,25 +532,25 @@ func (cfg *Config) SetDHEParams(params string) error {
 // SetECDHECurve sets a single ECDHE curve (tls_config_set_ecdhecurve;
 // deprecated in libtls in favour of SetECDHECurves).
 func (cfg *Config) SetECDHECurve(curve string) error {
-	return cfg.call("tls_config_set_ecdhecurve", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_ecdhecurve", func(c *C.struct_tls_config) C.int {
 		return withCString(curve, func(p *C.char) C.int { return C.tls_config_set_ecdhecurve(c, p) })
-	}, curve)
+	}, func(s *clientSettings) error { s.curves, s.curvesSingle = &curve, true; return nil }, curve)
 }
 
 // SetECDHECurves sets the ECDHE curves (key shares), most preferred first,
 // for example "X25519,P-256" or "default" (tls_config_set_ecdhecurves).
 func (cfg *Config) SetECDHECurves(curves string) error {
-	return cfg.call("tls_config_set_ecdhecurves", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_ecdhecurves", func(c *C.struct_tls_config) C.int {
 		return withCString(curves, func(p *C.char) C.int { return C.tls_config_set_ecdhecurves(c, p) })
-	}, curves)
+	}, func(s *clientSettings) error { s.curves, s.curvesSingle = &curves, false; return nil }, curves)
 }
 
 // SetProtocols sets the protocol versions to enable
 // (tls_config_set_protocols), for example ProtocolTLSv1_2|ProtocolTLSv1_3.
 func (cfg *Config) SetProtocols(p Protocol) error {
-	return cfg.call("tls_config_set_protocols", func(c *C.struct_tls_config) C.int {
+	return cfg.callClient("tls_config_set_protocols", func(c *C.struct_tls_config) C.int {
 		return C.tls_config_set_protocols(c, C.uint32_t(p))
-	})
+	}, func(s *clientSettings) error { s.protocols = &p; return nil })
 }
 
 // SetVerifyDepth sets the maximum length of the peer's certificate chain
@@ -509,9 +560,9 @@ func (cfg *Config) SetVerifyDepth(depth int) error {
 	if depth < 0 || depth > 1<<30 {
 		return &ConfigError{Op: op, Msg: fmt.Sprintf("invalid verify depth %d", depth), Err: errInvalid}
 	}
-	return cfg.call(op, func(c *C.struct_tls_config) C.int {
+	return cfg.callClient(op, func(c *C.struct_tls_config) C.int {
 		return C.tls_config_set_verify_depth(c, C.int(depth))
-	})
+	}, func(s *clientSettings) error { s.verifyDepth = &depth; return nil })
 }
 
 // PreferCiphersClient makes a server honour the client's cipher preference
@@ -531,24 +582,24 @@ func (cfg *Config) PreferCiphersServer() error {
 // InsecureNoVerifyCert disables verification of the peer's certificate chain
 // (tls_config_insecure_noverifycert). For tests only.
 func (cfg *Config) InsecureNoVerifyCert() error {
-	return cfg.callVoid("tls_config_insecure_noverifycert", func(c *C.struct_tls_config) { C.tls_config_insecure_noverifycert(c) })
+	return cfg.callVoidClient("tls_config_insecure_noverifycert", func(c *C.struct_tls_config) { C.tls_config_insecure_noverifycert(c) }, func(s *clientSettings) { s.noVerifyCert = true })
 }
 
 // InsecureNoVerifyName disables the check of the server name against the
 // certificate (tls_config_insecure_noverifyname).
 func (cfg *Config) InsecureNoVerifyName() error {
-	return cfg.callVoid("tls_config_insecure_noverifyname", func(c *C.struct_tls_config) { C.tls_config_insecure_noverifyname(c) })
+	return cfg.callVoidClient("tls_config_insecure_noverifyname", func(c *C.struct_tls_config) { C.tls_config_insecure_noverifyname(c) }, func(s *clientSettings) { s.noVerifyName = true })
 }
 
 // InsecureNoVerifyTime disables the validity period check of certificates
 // (tls_config_insecure_noverifytime).
 func (cfg *Config) InsecureNoVerifyTime() error {
-	return cfg.callVoid("tls_config_insecure_noverifytime", func(c *C.struct_tls_config) { C.tls_config_insecure_noverifytime(c) })
+	return cfg.callVoidClient("tls_config_insecure_noverifytime", func(c *C.struct_tls_config) { C.tls_config_insecure_noverifytime(c) }, func(s *clientSettings) { s.noVerifyTime = true })
 }
 
 // Verify turns all certificate verification back on (tls_config_verify).
 func (cfg *Config) Verify() error {
-	return cfg.callVoid("tls_config_verify", func(c *C.struct_tls_config) { C.tls_config_verify(c) })
+	return cfg.callVoidClient("tls_config_verify", func(c *C.struct_tls_config) { C.tls_config_verify(c) }, func(s *clientSettings) { s.noVerifyCert, s.noVerifyName, s.noVerifyTime = false, false, false })
 }
 
 // VerifyClient makes a server require and verify a client certificate
@@ -566,7 +617,7 @@ func (cfg *Config) VerifyClientOptional() error {
 // OCSPRequireStapling makes a client require a valid stapled OCSP response
 // (tls_config_ocsp_require_stapling).
 func (cfg *Config) OCSPRequireStapling() error {
-	return cfg.callVoid("tls_config_ocsp_require_stapling", func(c *C.struct_tls_config) { C.tls_config_ocsp_require_stapling(c) })
+	return cfg.callVoidClient("tls_config_ocsp_require_stapling", func(c *C.struct_tls_config) { C.tls_config_ocsp_require_stapling(c) }, func(s *clientSettings) { s.ocspRequire = true })
 }
 
 // DefaultCAFile returns the path of libtls's default CA file

@@ -426,6 +426,9 @@ func setterCases(t *testing.T, fx *fixture) []setterCase {
 			}
 			return c.SetSessionCache(sc)
 		}),
+		good("SetSessionScope", "per server name", func(c *libtls.Config) error { return c.SetSessionScope(libtls.SessionPerServerName) }),
+		good("SetSessionScope", "per address", func(c *libtls.Config) error { return c.SetSessionScope(libtls.SessionPerAddress) }),
+		bad("SetSessionScope", "unknown", ownErr("SetSessionScope", "invalid session scope 7"), func(c *libtls.Config) error { return c.SetSessionScope(7) }),
 		good("SetSessionID", "32 bytes", func(c *libtls.Config) error { return c.SetSessionID(make([]byte, 32)) }),
 		bad("SetSessionID", "33 bytes", libtlsErr("tls_config_set_session_id", "session ID too large"), func(c *libtls.Config) error { return c.SetSessionID(make([]byte, 33)) }),
 		good("SetSessionLifetime", "1h", func(c *libtls.Config) error { return c.SetSessionLifetime(time.Hour) }),
@@ -550,6 +553,7 @@ func closedCalls(t *testing.T, fx *fixture) map[string]func(*libtls.Config) erro
 		"SetSessionFD":         func(c *libtls.Config) error { return c.SetSessionFD(int(f.Fd())) },
 		"SetSessionFile":       func(c *libtls.Config) error { return c.SetSessionFile(f) },
 		"SetSessionCache":      func(c *libtls.Config) error { return c.SetSessionCache(libtls.NewMemorySessionCache(0)) },
+		"SetSessionScope":      func(c *libtls.Config) error { return c.SetSessionScope(libtls.SessionPerServerName) },
 		"ApplyTicketKeySet": func(c *libtls.Config) error {
 			set, err := libtls.NewTicketKeySet()
 			if err != nil {

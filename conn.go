@@ -65,8 +65,10 @@ type Conn struct {
 
 	ctx *C.struct_tls // nil once freed
 
-	// Client session file of the running handshake (see session.go).
-	sessionFD  int // -1: none
+	// A client's stored session: offered is set while the handshake
+	// runs if one was offered (see session.go); sessionErr is what went
+	// wrong with it.
+	offered    bool
 	sessionErr error
 
 	// readEnd is how the stream ended, found by a Read that also
@@ -102,43 +104,46 @@ func Client(conn net.Conn, cfg *Config, serverName string) (*Conn, error) {
 	if cfg == nil {
 		return nil, &Error{Op: "configure", Msg: "nil Config", Err: errInvalid}
 	}
+	// The context is configured when the handshake starts, with a
+	// libtls configuration of its own (client_config.go); here it takes
+	// one of the binding's references to the Config.
+	cfg.mu.RLock()
+	if cfg.closed {
+		cfg.mu.RUnlock()
+		return nil, &Error{Op: "configure", Msg: "config is closed", Err: ErrClosed}
+	}
+	cfg.ref()
+	cfg.mu.RUnlock()
 	ctx := newContext(C.tls_client())
 	if ctx == nil {
+		cfg.unref()
 		return nil, &Error{Op: "configure", Msg: "tls_client failed"}
 	}
-	if err := configure(ctx, cfg, false); err != nil {
-		freeContext(ctx)
-		return nil, err
-	}
-	c := &Conn{conn: conn, cfg: cfg, ctx: ctx, isClient: true, sni: serverName, sessionFD: -1, closing: make(chan struct{})}
+	c := &Conn{conn: conn, cfg: cfg, ctx: ctx, isClient: true, sni: serverName, closing: make(chan struct{})}
 	c.t = newTransport(conn)
 	runtime.SetFinalizer(c, (*Conn).finalize)
 	return c, nil
 }
 
-// configure applies cfg to a fresh context (tls_configure). On success the
-// context holds a reference to cfg's C configuration (cfg.ref), which the
-// caller drops with cfg.unref after freeing the context.
+// configureServer applies cfg to a fresh server context (tls_configure).
+// On success the context holds a reference to cfg's C configuration
+// (cfg.ref), which the caller drops with cfg.unref after freeing the
+// context.
 //
 // A server context copies the session lifetime when it is configured, so
-// for a server the Config is locked for writing and what the server was
-// configured with is recorded under the same lock (SetSessionLifetime
-// checks it under that lock too).
-func configure(ctx *C.struct_tls, cfg *Config, server bool) error {
-	if server {
-		cfg.mu.Lock()
-		defer cfg.mu.Unlock()
-	} else {
-		cfg.mu.RLock()
-		defer cfg.mu.RUnlock()
-	}
+// the Config is locked for writing and what the server was configured with
+// is recorded under the same lock (SetSessionLifetime checks it under that
+// lock too).
+func configureServer(ctx *C.struct_tls, cfg *Config) error {
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
 	if cfg.closed {
 		return &Error{Op: "configure", Msg: "config is closed", Err: ErrClosed}
 	}
 	if C.tls_configure(ctx, cfg.c) != 0 {
 		return ctxError(ctx, "configure")
 	}
-	if server && cfg.session.lifetime > 0 {
+	if cfg.session.lifetime > 0 {
 		cfg.session.serving = true
 	}
 	cfg.ref()
@@ -171,7 +176,7 @@ func freeContext(ctx *C.struct_tls) {
 // accept makes a connection context of the server context srv over conn
 // (tls_accept_cbs). The caller serializes calls on srv.
 func accept(srv *Server, conn net.Conn) (*Conn, error) {
-	c := &Conn{conn: conn, cfg: srv.cfg, srv: srv, sessionFD: -1, closing: make(chan struct{})}
+	c := &Conn{conn: conn, cfg: srv.cfg, srv: srv, closing: make(chan struct{})}
 	c.t = newTransport(conn)
 	// The Config's read lock only excludes Config writers: a closed Config
 	// still serves the servers built from it. The caller holds it.
@@ -217,11 +222,11 @@ func (f callFunc) call(ctx *C.struct_tls) C.ssize_t { return f(ctx) }
 // transport's I/O error behind it, if any), or ErrClosed once the context
 // is freed.
 //
-// Handshake steps read the Config (a server's ticket keys, a client's
-// session file): they hold its read lock too, so that setters wait for
-// them. Lock order: Config.mu before cMu.
+// A server's handshake steps read the Config (its ticket keys): they hold
+// its read lock too, so that setters wait for them. (A client's run on a
+// configuration of their own.) Lock order: Config.mu before cMu.
 func (c *Conn) step(kind opKind, op string, call libtlsCall) (C.ssize_t, error) {
-	if kind == opHandshake {
+	if kind == opHandshake && !c.isClient {
 		c.cfg.mu.RLock()
 		defer c.cfg.mu.RUnlock()
 	}
@@ -300,13 +305,39 @@ func (c *Conn) handshake(ctx context.Context) error {
 		}
 		return c.handshakeSteps()
 	}
-	// From connect, which reads the session file, to the end of the
-	// handshake, which rewrites it, this connection owns the file.
-	release, err := c.lockClientSession(ctx)
+	return c.clientHandshake(ctx)
+}
+
+// clientHandshake runs a client handshake on a libtls configuration of its
+// own from the Config's pool, with the stored session that fits this
+// connection offered to the server and the new one stored afterwards
+// (client_config.go, session_store.go).
+func (c *Conn) clientHandshake(ctx context.Context) error {
+	m, err := c.cfg.getClient()
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer c.cfg.putClient(m)
+	if err := c.configureClient(m); err != nil {
+		return err
+	}
+	store, scope := c.cfg.sessionSettings()
+	var key sessionKey
+	if store != nil {
+		addr := ""
+		if ra := c.conn.RemoteAddr(); ra != nil && (scope == SessionPerAddress || c.sni == "") {
+			addr = ra.String()
+		}
+		key = sessionKeyFor(c.sni, addr, m.trust)
+		if err := c.offerSession(ctx, store, key, m); err != nil {
+			return err
+		}
+	} else if m.sess != nil {
+		// Sessions were turned off since this member was made.
+		if err := m.offer(nil); err != nil {
+			return &Error{Op: "connect", Msg: "session file: " + err.Error(), Err: err}
+		}
+	}
 	err = c.connect()
 	if err == nil {
 		err = c.handshakeSteps()
@@ -316,11 +347,14 @@ func (c *Conn) handshake(ctx context.Context) error {
 		// PEM; on LibreSSL a TLS 1.2 session under a TLS 1.3-only
 		// Config fails "no protocols available") and nothing has been
 		// sent yet: discard the session and start over, once.
-		if err = c.discardSession(err); err == nil {
-			if err = c.restart(); err == nil {
+		if err = c.discardSession(store, key, m, err); err == nil {
+			if err = c.restart(m); err == nil {
 				err = c.handshakeSteps()
 			}
 		}
+	}
+	if err == nil && store != nil {
+		c.saveSession(store, key, m)
 	}
 	return err
 }
@@ -337,29 +371,36 @@ func (c *Conn) handshakeSteps() error {
 	return err
 }
 
+// configureClient configures the client context with the member's
+// tls_config (tls_configure). The context keeps its own libtls reference to
+// it until it is freed.
+func (c *Conn) configureClient(m *clientMember) error {
+	c.cMu.Lock()
+	defer c.cMu.Unlock()
+	if c.ctx == nil {
+		return closedError("connect")
+	}
+	if C.tls_configure(c.ctx, m.c) != 0 {
+		return ctxError(c.ctx, "configure")
+	}
+	return nil
+}
+
 // restart resets the client context (tls_reset), configures it again and
 // connects anew over the same transport, on which nothing was sent.
-func (c *Conn) restart() error {
-	// Lock order: Config before cMu. A closed Config is still usable
-	// here: this Conn holds one of the binding's references to it
-	// (cfg.users), so tls_reset, which drops the context's libtls
-	// reference, never frees the C configuration under tls_configure.
-	c.cfg.mu.RLock()
-	cc := c.cfg.c
+func (c *Conn) restart(m *clientMember) error {
 	c.cMu.Lock()
 	if c.ctx == nil {
 		c.cMu.Unlock()
-		c.cfg.mu.RUnlock()
 		return closedError("connect")
 	}
 	C.tls_reset(c.ctx)
 	c.t.reset()
 	var err error
-	if C.tls_configure(c.ctx, cc) != 0 {
+	if C.tls_configure(c.ctx, m.c) != 0 {
 		err = ctxError(c.ctx, "configure")
 	}
 	c.cMu.Unlock()
-	c.cfg.mu.RUnlock()
 	if err != nil {
 		return err
 	}
@@ -367,15 +408,13 @@ func (c *Conn) restart() error {
 }
 
 // connect starts the client side (tls_connect_cbs), which also reads the
-// Config's session file.
+// member's session file.
 func (c *Conn) connect() error {
 	var sni *C.char
 	if c.sni != "" {
 		sni = cstring(c.sni)
 		defer C.free(unsafe.Pointer(sni))
 	}
-	c.cfg.mu.RLock()
-	defer c.cfg.mu.RUnlock()
 	c.cMu.Lock()
 	defer c.cMu.Unlock()
 	if c.ctx == nil {

@@ -474,8 +474,14 @@ func TestFaultInjection(t *testing.T) {
 		require.NoError(t, err)
 		first, seeds = n, 1
 	}
-	// Warm up what is allocated once (the PKI, crypto/tls's tables).
+	// Warm up what is allocated once (the PKI, crypto/tls's tables) and
+	// what the Configs keep for reuse (an idle client configuration each,
+	// with its session file).
 	runFaultCase(t, env, faultCase{seed: 0, pairing: "libtls-libtls", payload: 10, chunk: 10, closer: "client"})
+	for _, tls12 := range []bool{false, true} {
+		runFaultCase(t, env, faultCase{seed: 0, pairing: "libtls-go", tls12: tls12, sessionFile: true, payload: 10, chunk: 10, closer: "client"})
+	}
+	runFaultCase(t, env, faultCase{seed: 0, pairing: "libtls-go", tls12: true, payload: 10, chunk: 10, closer: "client"})
 	contexts := liveContexts.Load()
 	goroutines := runtime.NumGoroutine()
 	fds := countFDs(t)

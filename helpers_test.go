@@ -1,6 +1,7 @@
 package libtls
 
 import (
+	"bytes"
 	"crypto/tls"
 	"net"
 	"os"
@@ -86,6 +87,32 @@ func sessionFile(t testing.TB) *os.File {
 	require.NoError(t, err)
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// storeSession writes content into the session file f as the session stored
+// for connections of cfg to serverName at addr: followed by the END line of
+// libtls's PEM (when content lacks one) and the binding's key line.
+func storeSession(t testing.TB, f *os.File, cfg *Config, serverName, addr string, content []byte) {
+	t.Helper()
+	cfg.mu.RLock()
+	trust := cfg.client.trust
+	cfg.mu.RUnlock()
+	b := append([]byte(nil), content...)
+	if !bytes.Contains(b, pemEnd) {
+		b = append(append(b, '\n'), pemEnd...)
+	}
+	b = append(b, sessionKeyLine+sessionKeyFor(serverName, addr, trust).String()+"\n"...)
+	require.NoError(t, os.WriteFile(f.Name(), b, 0o600))
+}
+
+// storedSession returns the session part of a session file and whether it
+// carries a key line.
+func storedSession(t testing.TB, f *os.File) ([]byte, bool) {
+	t.Helper()
+	b, err := os.ReadFile(f.Name())
+	require.NoError(t, err)
+	pem, _, ok := splitSessionFile(b)
+	return pem, ok
 }
 
 // loopback listens on a random loopback TCP port.

@@ -41,7 +41,7 @@ func NewServer(cfg *Config) (*Server, error) {
 	if ctx == nil {
 		return nil, &Error{Op: "configure", Msg: "tls_server failed"}
 	}
-	if err := configure(ctx, cfg, true); err != nil {
+	if err := configureServer(ctx, cfg); err != nil {
 		freeContext(ctx)
 		return nil, err
 	}

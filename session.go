@@ -6,12 +6,14 @@ package libtls
 import "C"
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -36,40 +38,46 @@ type sessionState struct {
 }
 
 // SetSessionFD sets the file descriptor of a client's session file
-// (tls_config_set_session_fd). After every successful handshake libtls
-// writes the session to it, and every connect reads it back to resume; -1
+// (tls_config_set_session_fd): a client saves its session there after every
+// successful handshake and offers it in the next connect to resume; -1
 // disables. The descriptor must refer to a regular file owned by the real
-// user ID with mode exactly 0600; otherwise the call fails with libtls's
-// message ("session file has incorrect permissions (644 != 600)", ...).
+// user ID with mode exactly 0600, as libtls demands (otherwise the call
+// fails with libtls's message, "session file has incorrect permissions (644
+// != 600)", ...), open for reading and writing.
 //
-// libtls does not check that the descriptor is writable: a read-only
-// descriptor is accepted here and the first handshake then fails ("failed to
-// truncate session file"). libtls never dups or closes the descriptor: keep
-// it open while the Config and every connection built from it live, or use
-// SetSessionFile, which does that for you.
+// The file keeps libtls's meaning: one session, the latest written wins,
+// in libtls's PEM format. The binding adds a line after the PEM naming what
+// the session may be offered to: the server name and address it came from
+// and the Config's trust (see SessionCache). A connection to another server
+// name, to another address, or by a Config that verifies differently is not
+// offered the stored session and makes a full handshake (then its own
+// session is stored). A file without that line, written by C libtls or an
+// older golibtls, is not offered either.
 //
-// libtls reads the file in every connect and rewrites it (ftruncate, pwrite,
-// no locking) at the end of every client handshake, so the binding runs the
-// client handshakes on one session file one at a time, from connect to the
-// end of the handshake; reads and writes afterwards run concurrently. Many
-// goroutines dialing through one Config therefore queue for the file: use
-// a SessionCache, or one Config and file per worker, when handshake
-// concurrency matters. A waiting handshake still honours its context,
-// deadline and Close. SetSessionFD itself waits for the handshakes running
-// on the old file.
+// Each client handshake runs on a libtls configuration of its own with a
+// private session file, and the binding copies the session between that
+// and this file, under a lock held only for the copy: handshakes through
+// one Config run in parallel. To keep one session per server instead of
+// one in all, use a SessionCache.
+//
+// libtls never dups or closes the descriptor, and neither does the binding:
+// keep it open while the Config and every connection built from it live,
+// or use SetSessionFile, which does that for you. Once SetSessionFD (or
+// SetSessionFile, or SetSessionCache) has moved the Config to another
+// setting, the binding never uses the old descriptor again, even for
+// handshakes still running.
 func (cfg *Config) SetSessionFD(fd int) error {
 	return cfg.setSessionFD(fd, nil)
 }
 
 // SetSessionFile is SetSessionFD for an *os.File; nil disables. The Config
-// keeps f reachable (so its finalizer cannot close the descriptor under
-// libtls) until the Config and every connection built from it are gone. The
-// caller still owns f and closes it after those are closed.
+// keeps f reachable (so its finalizer cannot close the descriptor while the
+// binding may use it) until the Config and every connection built from it
+// are gone. The caller still owns f and closes it after those are closed.
 func (cfg *Config) SetSessionFile(f *os.File) error {
 	if f == nil {
 		return cfg.setSessionFD(-1, nil)
 	}
-	// Fd puts f into blocking mode, which libtls's pread/pwrite expect.
 	fd := f.Fd()
 	if fd == ^uintptr(0) {
 		// A closed f: int(fd) would be -1, silently disabling sessions.
@@ -83,18 +91,53 @@ func (cfg *Config) setSessionFD(fd int, f *os.File) error {
 	if fd < -1 || fd > math.MaxInt32 {
 		return &ConfigError{Op: op, Msg: fmt.Sprintf("invalid file descriptor %d", fd), Err: errInvalid}
 	}
-	// libtls reads the descriptor again at the end of every client
-	// handshake: wait for the handshakes running on the old file (and for
-	// SessionCache handshakes, which point the C config elsewhere).
-	release := cfg.quiesceClientSessions()
-	defer release()
-	return cfg.call(op, func(c *C.struct_tls_config) C.int {
-		rc := C.tls_config_set_session_fd(c, C.int(fd))
-		if rc == 0 {
-			cfg.sessionFD, cfg.sessionFile = fd, f
+	var old *fileSessionStore
+	var accessErr error
+	err := cfg.call(op, func(c *C.struct_tls_config) C.int {
+		// libtls checks the file (its messages, its order); the
+		// Config's own tls_config then goes back to no session file:
+		// servers never use one, and clients run on configurations of
+		// their own.
+		if rc := C.tls_config_set_session_fd(c, C.int(fd)); rc != 0 {
+			return rc
 		}
-		return rc
+		C.tls_config_set_session_fd(c, -1)
+		if fd != -1 {
+			if accessErr = checkReadWrite(fd); accessErr != nil {
+				return 0
+			}
+		}
+		old = cfg.sessionFile
+		cfg.sessionFile = nil
+		if fd != -1 {
+			cfg.sessionFile = &fileSessionStore{f: f, fd: fd}
+		}
+		return 0
 	})
+	if accessErr != nil {
+		return &ConfigError{Op: op, Msg: accessErr.Error(), Err: errInvalid}
+	}
+	if old != nil {
+		old.retire()
+	}
+	return err
+}
+
+// checkReadWrite refuses a descriptor not open for both reading and
+// writing, which libtls accepts and then fails on ("failed to truncate
+// session file") in every handshake.
+func checkReadWrite(fd int) error {
+	flags, err := fcntlGetfl(fd)
+	if err != nil {
+		return fmt.Errorf("session file: %w", err)
+	}
+	switch flags & syscall.O_ACCMODE {
+	case syscall.O_RDONLY:
+		return errors.New("session file is not open for writing")
+	case syscall.O_WRONLY:
+		return errors.New("session file is not open for reading")
+	}
+	return nil
 }
 
 // SetSessionID sets a server's session ID context
@@ -158,125 +201,120 @@ func (cfg *Config) SetSessionLifetime(d time.Duration) error {
 	return err
 }
 
-// useSessionFD points the C configuration at fd without changing what the
-// Config records as its own session file: a SessionCache switches the
-// file for each handshake and switches it back afterwards.
-func (cfg *Config) useSessionFD(fd int) error {
-	return cfg.call("tls_config_set_session_fd", func(c *C.struct_tls_config) C.int {
-		return C.tls_config_set_session_fd(c, C.int(fd))
-	})
+// sessionStore returns where the Config's client sessions live, nil if
+// nowhere: its SessionCache, else its session file.
+func (cfg *Config) sessionStore() sessionStore {
+	st, _ := cfg.sessionSettings()
+	return st
 }
 
-// quiesceClientSessions waits until no client handshake of cfg runs on its
-// session file or through its SessionCache, and keeps new ones from
-// starting until the returned function is called. Lock order: the
-// Config's client semaphore, then a session file's, then Config.mu.
-func (cfg *Config) quiesceClientSessions() func() {
-	_ = cfg.clientSem.acquire(context.Background(), nil)
+// sessionSettings returns the session store and the session scope.
+func (cfg *Config) sessionSettings() (sessionStore, SessionScope) {
 	cfg.mu.RLock()
-	fd := cfg.sessionFD
-	cfg.mu.RUnlock()
-	if fd == -1 {
-		return cfg.clientSem.release
+	defer cfg.mu.RUnlock()
+	if cfg.sessionCache != nil {
+		return cfg.sessionCache, cfg.sessionScope
 	}
-	unlock, err := lockSessionFile(context.Background(), nil, fd)
-	if err != nil {
-		return cfg.clientSem.release
+	if cfg.sessionFile != nil {
+		return cfg.sessionFile, cfg.sessionScope
 	}
-	return func() { unlock(); cfg.clientSem.release() }
+	return nil, cfg.sessionScope
 }
 
-// lockClientSession finds the session file of a client handshake and locks
-// it (and, with a SessionCache, the Config's client handshakes) until the
-// returned function is called. Waiting ends with ctx or Close.
-func (c *Conn) lockClientSession(ctx context.Context) (func(), error) {
-	cfg := c.cfg
-	// The settings may change while this waits: re-check them once the
-	// locks are held, and start over (a bounded number of times).
-	for range 8 {
-		cfg.mu.RLock()
-		cache, fd := cfg.sessionCache, cfg.sessionFD
-		cfg.mu.RUnlock()
-		if cache == nil && fd == -1 {
-			return func() {}, nil
-		}
-		if err := cfg.clientSem.acquire(ctx, c.closing); err != nil {
-			return nil, err
-		}
-		var entry *sessionEntry
-		releaseEntry := func() {}
-		if cache != nil {
-			addr := ""
-			if ra := c.conn.RemoteAddr(); ra != nil {
-				addr = ra.String()
-			}
-			var err error
-			entry, err = cache.acquire(sessionKey(c.sni, addr))
-			if err != nil {
-				cfg.clientSem.release()
-				return nil, &Error{Op: "connect", Msg: "session cache: " + err.Error(), Err: err}
-			}
-			// The file stays open until this handshake is over, even if
-			// the cache drops it meanwhile.
-			releaseEntry = func() { cache.release(entry) }
-			fd = int(entry.f.Fd())
-		}
-		unlock, err := lockSessionFile(ctx, c.closing, fd)
-		if err != nil {
-			releaseEntry()
-			cfg.clientSem.release()
-			var pe *os.PathError
-			if errors.As(err, &pe) {
-				// A bad descriptor: libtls reports it at connect.
-				return func() {}, nil
-			}
-			return nil, err
-		}
-		cfg.mu.RLock()
-		changed := cfg.sessionCache != cache || (cache == nil && cfg.sessionFD != fd)
-		cfg.mu.RUnlock()
-		if changed {
-			unlock()
-			releaseEntry()
-			cfg.clientSem.release()
-			continue
-		}
-		if cache == nil {
-			// Plain session file: handshakes on other files need not
-			// wait for this one.
-			cfg.clientSem.release()
-			c.sessionFD = fd
-			return unlock, nil
-		}
-		if err := cfg.useSessionFD(fd); err != nil {
-			unlock()
-			releaseEntry()
-			cfg.clientSem.release()
-			return nil, err
-		}
-		c.sessionFD = fd
-		return func() {
-			// Back to the Config's own session file (or none), so that
-			// libtls never writes to a cache file it no longer owns.
-			cfg.mu.RLock()
-			own := cfg.sessionFD
-			cfg.mu.RUnlock()
-			_ = cfg.useSessionFD(own)
-			c.sessionFD = -1
-			unlock()
-			releaseEntry()
-			cfg.clientSem.release()
-		}, nil
+// SessionScope says which client connections a stored session is offered
+// to. Whatever the scope, a session is offered only under the trust it was
+// made under (see SessionCache) and only to its server name.
+type SessionScope int
+
+const (
+	// SessionPerAddress offers a session only to the server name and
+	// the address (the connection's remote address) it came from: the
+	// default.
+	SessionPerAddress SessionScope = iota
+	// SessionPerServerName offers a session to the server name it came
+	// from at any address, as crypto/tls's ClientSessionCache does (a
+	// connection without a server name still matches its address). Use
+	// it for a fleet whose servers, at several addresses, share their
+	// ticket keys and session ID (docs/fleet.md): a session made with one
+	// of them then resumes with the others.
+	SessionPerServerName
+)
+
+// SetSessionScope sets which client connections share a stored session
+// (SessionPerAddress by default). It applies to the handshakes that start
+// after it.
+func (cfg *Config) SetSessionScope(s SessionScope) error {
+	const op = "SetSessionScope"
+	if s != SessionPerAddress && s != SessionPerServerName {
+		return &ConfigError{Op: op, Msg: fmt.Sprintf("invalid session scope %d", s), Err: errInvalid}
 	}
-	return nil, &Error{Op: "connect", Msg: "session settings kept changing"}
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
+	if cfg.closed {
+		return errConfigClosed(op)
+	}
+	cfg.sessionScope = s
+	return nil
+}
+
+// offerSession copies the session stored under key (if any) into the
+// member's session file, where tls_connect reads it.
+func (c *Conn) offerSession(ctx context.Context, store sessionStore, key sessionKey, m *clientMember) error {
+	offered, err := m.offerStored(ctx, c.closing, store, key)
+	c.offered = offered
+	return err
+}
+
+// offerStored is offerSession's work on the member: it reports whether a
+// session was offered (it is in m.offered).
+func (m *clientMember) offerStored(ctx context.Context, closing <-chan struct{}, store sessionStore, key sessionKey) (bool, error) {
+	if err := m.useSessions(); err != nil {
+		return false, err
+	}
+	var err error
+	m.offered, err = store.load(ctx, closing, key, m.offered[:0])
+	if err != nil {
+		var te *Error
+		if errors.As(err, &te) || errors.Is(err, ErrClosed) || errors.Is(err, ctx.Err()) {
+			return false, err
+		}
+		return false, &Error{Op: "connect", Msg: "session: " + err.Error(), Err: err}
+	}
+	if err := m.offer(m.offered); err != nil {
+		return false, &Error{Op: "connect", Msg: "session file: " + err.Error(), Err: err}
+	}
+	return len(m.offered) > 0, nil
+}
+
+// saveSession stores what libtls wrote at the end of the handshake. A
+// failure does not fail the connection, whose handshake is done; it is
+// reported by SessionFileError.
+func (c *Conn) saveSession(store sessionStore, key sessionKey, m *clientMember) {
+	if err := m.saveTaken(store, key, c.offered); err != nil && c.sessionErr == nil {
+		c.sessionErr = &SessionFileError{Op: "save", Err: err}
+	}
+}
+
+// saveTaken is saveSession's work on the member.
+func (m *clientMember) saveTaken(store sessionStore, key sessionKey, offered bool) error {
+	pem, err := m.taken()
+	if err != nil {
+		return err
+	}
+	if offered && bytes.Equal(pem, m.offered) {
+		// libtls wrote back the session it resumed, which the store
+		// has (or, if another handshake stored one since, a newer
+		// one).
+		return nil
+	}
+	return store.save(key, pem)
 }
 
 // canRetryWithoutSession reports whether a client handshake that failed
-// with err may be retried after discarding the stored session: libtls
-// refused the stored session itself (see refusesStoredSession; not the
-// transport, a deadline, a context, Close, or any other configuration
-// error), there is a stored session, this is the first failure, and
-// nothing has been sent to the server yet.
+// with err may be retried without the stored session it offered: libtls
+// refused the session itself (see refusesStoredSession; not the transport,
+// a deadline, a context, Close, or any other configuration error), this is
+// the first failure, and nothing has been sent to the server yet.
 func (c *Conn) canRetryWithoutSession(err error) bool {
 	var te *Error
 	if !errors.As(err, &te) || te.Err != nil || (te.Op != "connect" && te.Op != "handshake") {
@@ -285,10 +323,10 @@ func (c *Conn) canRetryWithoutSession(err error) bool {
 	if !refusesStoredSession(te.Msg) {
 		return false
 	}
-	if c.sessionFD == -1 || c.sessionErr != nil {
+	if !c.offered || c.sessionErr != nil {
 		return false
 	}
-	return !c.t.sentAny(c) && sessionFileSize(c.sessionFD) > 0
+	return !c.t.sentAny(c)
 }
 
 // refusesStoredSession reports whether msg, libtls's text for a failed
@@ -305,36 +343,53 @@ func refusesStoredSession(msg string) bool {
 		(Backend().StoredSessionPinsTLS12 && strings.Contains(msg, "no protocols available"))
 }
 
-// SessionFileError is reported by Conn.SessionFileError when the binding
-// discarded a stored session that libtls could not use.
+// SessionFileError is reported by Conn.SessionFileError when something went
+// wrong with a client's stored session.
 type SessionFileError struct {
-	// Err is the libtls error the stored session caused.
+	// Op is "discard" when the binding discarded a stored session that
+	// libtls could not use, and "save" when the session of a successful
+	// handshake could not be stored.
+	Op string
+	// Err is the libtls or I/O error behind it.
 	Err error
 }
 
 func (e *SessionFileError) Error() string {
+	if e.Op == "save" {
+		return "libtls: could not store the session: " + e.Err.Error()
+	}
 	return "libtls: discarded unusable stored session: " + e.Err.Error()
 }
 
 func (e *SessionFileError) Unwrap() error { return e.Err }
 
-// discardSession truncates the session file after err and records why.
-func (c *Conn) discardSession(err error) error {
-	c.sessionErr = &SessionFileError{Err: err}
-	if terr := truncateSessionFile(c.sessionFD); terr != nil {
-		return &Error{Op: "connect", Msg: "cannot discard stored session: " + terr.Error(), Err: terr}
+// discardSession forgets the offered session after libtls refused it with
+// err, records why, and empties the member's session file.
+func (c *Conn) discardSession(store sessionStore, key sessionKey, m *clientMember, err error) error {
+	c.sessionErr = &SessionFileError{Op: "discard", Err: err}
+	c.offered = false
+	if derr := store.discard(key, m.offered); derr != nil {
+		return &Error{Op: "connect", Msg: "cannot discard stored session: " + derr.Error(), Err: derr}
+	}
+	if oerr := m.offer(nil); oerr != nil {
+		return &Error{Op: "connect", Msg: "session file: " + oerr.Error(), Err: oerr}
 	}
 	return nil
 }
 
-// SessionFileError reports whether the client handshake found a stored
-// session libtls could not use ("failed to parse session", or on LibreSSL
-// "no protocols available" for a TLS 1.2 session under a TLS 1.3-only
-// Config). The binding then truncated the session file and retried once
-// with a full handshake (after which libtls wrote the new session); the
-// returned *SessionFileError holds the original error. nil when nothing
-// happened. Transport errors, deadlines and cancellation never discard a
-// session.
+// SessionFileError reports what went wrong with the client's stored
+// session, as a *SessionFileError, or nil when nothing did:
+//
+//   - Op "discard": the handshake found a stored session libtls could not
+//     use ("failed to parse session", or on LibreSSL "no protocols
+//     available" for a TLS 1.2 session under a TLS 1.3-only Config). The
+//     binding then discarded it from the session file or cache and
+//     retried once with a full handshake, whose session was stored.
+//     Transport errors, deadlines and cancellation never discard a
+//     session.
+//   - Op "save": the handshake succeeded but its session could not be
+//     stored (an I/O error on the session file or cache directory, a
+//     closed SessionCache); the connection is not affected.
 func (c *Conn) SessionFileError() error {
 	c.hsMu.Lock()
 	defer c.hsMu.Unlock()

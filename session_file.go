@@ -1,19 +1,11 @@
 package libtls
 
 /*
-#define _GNU_SOURCE
-#include <sys/mman.h>
 #include <errno.h>
-#include <stdlib.h>
+#include <fcntl.h>
 
-// memfd_create exists in glibc >= 2.27; older systems report ENOSYS.
-static int golibtls_memfd(const char *name) {
-#ifdef MFD_CLOEXEC
-	return memfd_create(name, MFD_CLOEXEC);
-#else
-	errno = ENOSYS;
-	return -1;
-#endif
+static int golibtls_getfl(int fd) {
+	return fcntl(fd, F_GETFL);
 }
 */
 import "C"
@@ -26,7 +18,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"unsafe"
 )
 
 // ErrUnsafeSessionFile is wrapped by OpenSessionFile's errors for files it
@@ -91,21 +82,13 @@ func checkSessionFile(f *os.File) error {
 	return nil
 }
 
-// newMemorySessionFile returns an anonymous in-memory regular file (memfd)
-// with mode 0600: what libtls demands, without touching a disk.
-func newMemorySessionFile(name string) (*os.File, error) {
-	cname := cstring(name)
-	defer C.free(unsafe.Pointer(cname))
-	fd, err := C.golibtls_memfd(cname)
-	if fd < 0 {
-		return nil, fmt.Errorf("memfd_create: %w", err)
+// fcntlGetfl returns the file status flags of fd (fcntl F_GETFL).
+func fcntlGetfl(fd int) (int, error) {
+	flags, err := C.golibtls_getfl(C.int(fd))
+	if flags < 0 {
+		return 0, os.NewSyscallError("fcntl", err)
 	}
-	f := os.NewFile(uintptr(fd), "memfd:"+name)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
+	return int(flags), nil
 }
 
 // fileID identifies a file for the session locks: descriptors of one file
@@ -192,17 +175,3 @@ func (s semaphore) acquire(ctx context.Context, closing <-chan struct{}) error {
 }
 
 func (s semaphore) release() { <-s }
-
-// truncateSessionFile discards a stored session.
-func truncateSessionFile(fd int) error {
-	return syscall.Ftruncate(fd, 0)
-}
-
-// sessionFileSize reports the size of the session file behind fd.
-func sessionFileSize(fd int) int64 {
-	var st syscall.Stat_t
-	if syscall.Fstat(fd, &st) != nil {
-		return -1
-	}
-	return st.Size
-}

@@ -37,8 +37,9 @@ func tls12Server(t testing.TB) *tls.Config {
 }
 
 // A stored session libtls cannot use must not break the client: the binding
-// discards it, completes a full handshake, libtls rewrites the file and the
-// next connection resumes.
+// discards it, completes a full handshake, stores the new session and the
+// next connection resumes. A file without the binding's key line is not
+// offered at all.
 func TestSessionFileRecovery(t *testing.T) {
 	srv := goServer(t, tls12Server(t), echo)
 	// A session issued by a different server (other ticket keys).
@@ -48,28 +49,35 @@ func TestSessionFileRecovery(t *testing.T) {
 		f := sessionFile(t)
 		require.NoError(t, cfg.SetSessionFile(f))
 		pingDial(t, other.Addr, cfg)
-		b, err := os.ReadFile(f.Name())
-		require.NoError(t, err)
-		require.Contains(t, string(b), "BEGIN SSL SESSION PARAMETERS")
-		return b
+		pem, ok := storedSession(t, f)
+		require.True(t, ok)
+		require.Contains(t, string(pem), "BEGIN SSL SESSION PARAMETERS")
+		return pem
 	}()
 
 	cases := []struct {
 		name      string
 		content   []byte
+		keyed     bool // stored under the key of the connections below
 		discarded bool // the binding had to discard the stored session
 	}{
-		{"empty", nil, false},
-		{"garbage", []byte("this is not a session\n"), true},
-		{"truncated PEM", otherSession[:len(otherSession)/2], true},
-		{"session of another server", otherSession, false},
-		{"binary", []byte{0, 1, 2, 3, 0xff}, true},
+		{"empty", nil, false, false},
+		{"garbage", []byte("this is not a session\n"), true, true},
+		{"truncated PEM", otherSession[:len(otherSession)/2], true, true},
+		{"session of another server", otherSession, true, false},
+		{"binary", []byte{0, 1, 2, 3, 0xff}, true, true},
+		{"garbage without key line", []byte("this is not a session\n"), false, false},
+		{"session without key line", otherSession, false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := newClientConfig(t)
 			f := sessionFile(t)
-			require.NoError(t, os.WriteFile(f.Name(), tc.content, 0o600))
+			if tc.keyed {
+				storeSession(t, f, cfg, "127.0.0.1", srv.Addr, tc.content)
+			} else {
+				require.NoError(t, os.WriteFile(f.Name(), tc.content, 0o600))
+			}
 			require.NoError(t, cfg.SetSessionFile(f))
 
 			c := pingDial(t, srv.Addr, cfg)
@@ -77,13 +85,14 @@ func TestSessionFileRecovery(t *testing.T) {
 			if tc.discarded {
 				var sfe *SessionFileError
 				require.ErrorAs(t, c.SessionFileError(), &sfe)
+				assert.Equal(t, "discard", sfe.Op)
 				assert.Contains(t, sfe.Error(), "failed to parse session")
 			} else {
 				assert.NoError(t, c.SessionFileError())
 			}
-			b, err := os.ReadFile(f.Name())
-			require.NoError(t, err)
-			assert.True(t, strings.HasPrefix(string(b), "-----BEGIN SSL SESSION PARAMETERS-----"), "file rewritten with a session")
+			pem, ok := storedSession(t, f)
+			assert.True(t, ok, "file rewritten with a key line")
+			assert.True(t, strings.HasPrefix(string(pem), "-----BEGIN SSL SESSION PARAMETERS-----"), "file rewritten with a session")
 
 			c = pingDial(t, srv.Addr, cfg)
 			assert.True(t, c.SessionResumed(), "the rewritten session resumes")
@@ -94,8 +103,11 @@ func TestSessionFileRecovery(t *testing.T) {
 
 // LibreSSL pins a client with a stored TLS 1.2 session to TLS 1.2, so a TLS
 // 1.3-only Config fails every connect ("no protocols available") until the
-// file is truncated; the binding does that and reports it. LibreTLS
-// negotiates TLS 1.3 and ignores the stored session.
+// file is truncated. The binding stores sessions under the Config's
+// protocols: a TLS 1.3-only Config sharing the file is not offered the TLS
+// 1.2 session at all. A TLS 1.2 session stored under its key anyway (by
+// hand) is discarded on LibreSSL and reported; LibreTLS negotiates TLS 1.3
+// and ignores it.
 func TestSessionFileTLS12UnderTLS13OnlyConfig(t *testing.T) {
 	srv := goServer(t, goServerConfig(t), echo)
 	f := sessionFile(t)
@@ -103,11 +115,18 @@ func TestSessionFileTLS12UnderTLS13OnlyConfig(t *testing.T) {
 	require.NoError(t, cfg12.SetProtocols(ProtocolTLSv1_2))
 	require.NoError(t, cfg12.SetSessionFile(f))
 	pingDial(t, srv.Addr, cfg12)
+	tls12Session, keyed := storedSession(t, f)
+	require.True(t, keyed)
 
 	cfg13 := newClientConfig(t)
 	require.NoError(t, cfg13.SetProtocols(ProtocolTLSv1_3))
 	require.NoError(t, cfg13.SetSessionFile(f))
 	c := pingDial(t, srv.Addr, cfg13)
+	assert.Equal(t, "TLSv1.3", c.ConnInfo().Version)
+	assert.NoError(t, c.SessionFileError(), "the TLS 1.2 session was not offered")
+
+	storeSession(t, f, cfg13, "127.0.0.1", srv.Addr, tls12Session)
+	c = pingDial(t, srv.Addr, cfg13)
 	assert.Equal(t, "TLSv1.3", c.ConnInfo().Version)
 	if Backend().StoredSessionPinsTLS12 {
 		var sfe *SessionFileError
@@ -119,8 +138,9 @@ func TestSessionFileTLS12UnderTLS13OnlyConfig(t *testing.T) {
 }
 
 // Hazard 1: many goroutines dialing through one Config with one session
-// file. libtls rewrites the file (ftruncate + pwrite) after every client
-// handshake and reads it in every connect; the binding serializes them.
+// file. Each handshake reads the file before its connect and rewrites it at
+// its end; the binding copies under the file's lock, and the handshakes run
+// in parallel.
 func TestSessionFileConcurrentClients(t *testing.T) {
 	srv := goServer(t, tls12Server(t), echo)
 	cfg := newClientConfig(t)
@@ -170,11 +190,11 @@ func TestSessionFileConcurrentClients(t *testing.T) {
 			}
 		}()
 	}
-	// Meanwhile a writer does what libtls does at the end of every client
-	// handshake (ftruncate, then pwrite), slowly: it widens the window in
-	// which an unserialized connect reads a torn file ("failed to parse
-	// session", which the binding would then have to recover from). It
-	// takes the lock the binding holds from connect to handshake end.
+	// Meanwhile a writer rewrites the file as libtls does (ftruncate,
+	// then pwrite), slowly: it widens the window in which an unlocked
+	// read would see a torn file ("failed to parse session", which the
+	// binding would then have to recover from). It takes the lock the
+	// binding holds for its copies.
 	var torn atomic.Int64
 	done := make(chan struct{})
 	go func() {
@@ -206,9 +226,9 @@ func TestSessionFileConcurrentClients(t *testing.T) {
 	assert.Greater(t, ok.Load(), int64(workers))
 	assert.Greater(t, resumed.Load(), ok.Load()*9/10, "most handshakes resume")
 	assert.Greater(t, torn.Load(), int64(10), "the torn writer ran")
-	b, err := os.ReadFile(f.Name())
-	require.NoError(t, err)
-	assert.True(t, strings.HasSuffix(string(b), "-----END SSL SESSION PARAMETERS-----\n"))
+	pem, keyed := storedSession(t, f)
+	assert.True(t, keyed, "a key line follows the session")
+	assert.True(t, strings.HasSuffix(string(pem), "-----END SSL SESSION PARAMETERS-----\n"))
 }
 
 const concurrentClientsDuration = 10 * time.Second

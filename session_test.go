@@ -111,15 +111,15 @@ func TestSetSessionFD(t *testing.T) {
 			return openForTest(t, os.DevNull, os.O_RDWR)
 		}, notRegularErr},
 		{"read-only fd", func(t *testing.T, dir string) *os.File {
-			// libtls does not check writability: the setter accepts it and
-			// the first handshake fails ("failed to truncate session file:
-			// ..."). The handshake is tested with the connections.
+			// libtls does not check writability: it would accept the
+			// descriptor and fail every handshake ("failed to truncate
+			// session file: ..."). The binding refuses it at once.
 			return newSessionFile(t, dir, "s", os.O_RDONLY, 0o600)
-		}, nil},
+		}, ownErr(opSessionFD, "session file is not open for writing")},
 		{"write-only fd", func(t *testing.T, dir string) *os.File {
-			// Likewise accepted; reading the session back fails at connect.
+			// Likewise; libtls would fail reading the session back.
 			return newSessionFile(t, dir, "s", os.O_WRONLY, 0o600)
-		}, nil},
+		}, ownErr(opSessionFD, "session file is not open for reading")},
 	}
 
 	// A file owned by another user: libtls compares st_uid with getuid().

@@ -104,6 +104,8 @@ func tkClientConfig(t testing.TB) *Config {
 	cfg := newClientConfig(t)
 	require.NoError(t, cfg.SetProtocols(ProtocolTLSv1_2))
 	require.NoError(t, cfg.SetSessionFile(sessionFile(t)))
+	// The servers of a fleet listen at several addresses.
+	require.NoError(t, cfg.SetSessionScope(SessionPerServerName))
 	return cfg
 }
 

@@ -2,9 +2,12 @@ package etcdkeys_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -130,4 +133,70 @@ func ExampleFollow() {
 	fmt.Println("ticket key revisions:", cfg.TicketKeyRevisions(), "error:", f.Err())
 	// Output:
 	// ticket key revisions: [1] error: <nil>
+}
+
+// With a KEK, the Rotators seal the set they store and the servers unseal
+// it: etcd, its backups and the key's history hold no ticket key in clear.
+// Every Rotator and server of the key reads the same KEK file (32 random
+// bytes, mode 0600).
+func ExampleFollowConfig() {
+	_, cli, done := exampleCluster()
+	defer done()
+
+	dir, err := os.MkdirTemp("", "etcdkeys-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	key := make([]byte, etcdkeys.KEKSize)
+	if _, err := rand.Read(key); err != nil {
+		log.Fatal(err)
+	}
+	kekFile := filepath.Join(dir, "kek")
+	err = os.WriteFile(kekFile, key, 0o600)
+	clear(key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	kek, err := etcdkeys.ReadKEKFile(kekFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &etcdkeys.Rotator{Client: cli, Key: "/fleet/ticket-keys", Lifetime: 2 * time.Hour, KEK: kek}
+	if err := r.Check(ctx); err != nil { // permissions, and a set it can read
+		log.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.Run(ctx) }()
+	defer func() { cancel(); <-stopped }()
+
+	cfg, err := libtls.NewConfig()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cfg.Close()
+	if err := cfg.SetSessionLifetime(2 * time.Hour); err != nil {
+		log.Fatal(err)
+	}
+	fc := &etcdkeys.FollowConfig{KEK: kek}
+	for i := 0; i < 1000; i++ { // until the Rotator has stored the set
+		f, err := fc.Follow(cfg, cli, "/fleet/ticket-keys")
+		if err == nil {
+			defer f.Close()
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := cli.Get(ctx, "/fleet/ticket-keys")
+	if err != nil {
+		log.Fatal(err)
+	}
+	stored := string(resp.Kvs[0].Value)
+	fmt.Println(strings.SplitN(stored, "\n", 2)[0])
+	fmt.Println("ticket key revisions:", cfg.TicketKeyRevisions())
+	// Output:
+	// golibtls-sealed-ticket-keys 1
+	// ticket key revisions: [1]
 }

@@ -63,7 +63,7 @@ func TestFleet(t *testing.T) {
 	const life = libtls.MinSessionLifetime
 	c := etcdtest.New(t, 3)
 	key := testKey(t)
-	h := watchHistory(t, newClient(t, c), key)
+	h := watchHistory(t, newClient(t, c), key, nil)
 	var lg logs
 
 	// The rotators: r1 first, so that it leads and creates the set.

@@ -39,41 +39,73 @@ type Follower struct {
 	cfg *libtls.Config
 	cli *clientv3.Client
 	key string
-	id  []byte // the session ID applied first
+	kek *KEK
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	ready     chan struct{} // closed when the first set is applied
 
 	// applyMu serializes applying, from the watch and from the checks, so
 	// that revisions are applied in order and each once.
 	applyMu sync.Mutex
 
 	mu      sync.Mutex
-	seen    int64 // mod revision of the last value considered, applied or not
-	applied int64 // mod revision of the set applied last
-	present bool  // the key existed at the last look
-	dataErr error // the last value's problem
-	connErr error // etcd unreachable
+	id      []byte // the session ID applied first; nil until then
+	seen    int64  // mod revision of the last value considered, applied or not
+	applied int64  // mod revision of the set applied last
+	present bool   // the key existed at the last look
+	dataErr error  // the last value's problem
+	connErr error  // etcd unreachable, or refusing this client
+}
+
+// FollowConfig holds the options of Follow. The zero value follows as
+// Follow does.
+type FollowConfig struct {
+	// KEK, if set, unseals the stored set, which the Rotators seal with
+	// the same KEK. A set stored in clear is then refused (reported by Err,
+	// the keys kept), so that whoever can write the key without holding
+	// the KEK cannot hand the servers keys of their choosing.
+	KEK *KEK
+	// Timeout bounds the first read of the set; 0 means FollowTimeout.
+	Timeout time.Duration
+	// StartUnreachable makes Follow return a Follower, instead of an
+	// error, when etcd does not answer the first read (it is down, cut
+	// off or without quorum): the Config serves with a session ID and
+	// ticket keys of its own meanwhile, Err reports ErrUnreachable, and
+	// the Follower applies the stored set as soon as etcd answers, then
+	// closes Ready. The set's session ID reaches only servers created
+	// after that (see libtls.Config.ApplyTicketKeySet): create a new
+	// Server then and accept on it, so that it resumes the fleet's
+	// sessions. Errors of access (permission denied, authentication
+	// required or failed) still fail Follow.
+	StartUnreachable bool
 }
 
 // Follow reads the ticket key set stored under key and applies it to cfg
 // (Config.ApplyTicketKeySet: session ID and keys), then watches key and
 // applies every change until Close. It returns an error when the first
 // read fails (within FollowTimeout), when key holds no set yet (start a
-// Rotator first) or an invalid one, or when applying fails.
+// Rotator first) or an invalid one, or when applying fails. It is
+// FollowConfig.Follow with the zero FollowConfig.
 //
 // Call it before NewServer or Listen: libtls copies the session ID into a
 // server when it is created. Close the Follower before the Config.
 //
 // Later problems are kept for Err while the Config keeps serving with the
 // keys it has: an invalid value, a deleted key, a set with another session
-// ID (running servers cannot change theirs; restart them) and etcd being
-// unreachable (checked every CheckInterval). The binding adds keys of its
-// own before the applied ones expire (see Config.AddTicketKey), so
-// handshakes never fail for want of a key; they just stop resuming across
-// servers until the Follower catches up.
+// ID (running servers cannot change theirs; restart them), a set the
+// Follower's KEK does not fit, and etcd being unreachable (checked every
+// CheckInterval). The binding adds keys of its own before the applied ones
+// expire (see Config.AddTicketKey), so handshakes never fail for want of a
+// key; they just stop resuming across servers until the Follower catches
+// up.
 func Follow(cfg *libtls.Config, cli *clientv3.Client, key string) (*Follower, error) {
+	return (&FollowConfig{}).Follow(cfg, cli, key)
+}
+
+// Follow is the package's Follow with the options of fc.
+func (fc *FollowConfig) Follow(cfg *libtls.Config, cli *clientv3.Client, key string) (*Follower, error) {
 	switch {
 	case cfg == nil:
 		return nil, errors.New("etcdkeys: follow: nil Config")
@@ -81,18 +113,33 @@ func Follow(cfg *libtls.Config, cli *clientv3.Client, key string) (*Follower, er
 		return nil, fmt.Errorf("etcdkeys: follow: %w", errNoClient)
 	case key == "":
 		return nil, errors.New("etcdkeys: follow: empty key")
+	case fc.Timeout < 0:
+		return nil, errors.New("etcdkeys: follow: negative Timeout")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), FollowTimeout)
+	timeout := fc.Timeout
+	if timeout == 0 {
+		timeout = FollowTimeout
+	}
+	f := &Follower{cfg: cfg, cli: cli, key: key, kek: fc.KEK, ready: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	resp, err := cli.Get(ctx, key)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("etcdkeys: follow %s: %w", key, err)
+		if IsAccessError(err) {
+			return nil, fmt.Errorf("etcdkeys: follow %s: %w", key, explain(err, "read on "+key))
+		}
+		if !fc.StartUnreachable {
+			return nil, fmt.Errorf("etcdkeys: follow %s: %w (%v)", key, ErrUnreachable, err)
+		}
+		f.connErr = f.readError(err)
+		f.start(0)
+		return f, nil
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("etcdkeys: follow %s: no ticket key set stored there yet (start a Rotator)", key)
 	}
 	kv := resp.Kvs[0]
-	set, err := parseSet(key, kv.ModRevision, kv.Value)
+	set, err := f.decode(kv)
 	if err != nil {
 		return nil, err
 	}
@@ -100,21 +147,69 @@ func Follow(cfg *libtls.Config, cli *clientv3.Client, key string) (*Follower, er
 	if err := cfg.ApplyTicketKeySet(set); err != nil {
 		return nil, err
 	}
-	f := &Follower{
-		cfg: cfg, cli: cli, key: key, id: bytes.Clone(set.SessionID),
-		seen: kv.ModRevision, applied: kv.ModRevision, present: true,
-	}
-	wctx, wcancel := context.WithCancel(context.Background())
-	f.cancel = wcancel
-	f.wg.Add(2)
-	go f.watch(wctx, resp.Header.Revision)
-	go f.check(wctx)
+	f.id = bytes.Clone(set.SessionID)
+	f.seen, f.applied, f.present = kv.ModRevision, kv.ModRevision, true
+	close(f.ready)
+	f.start(resp.Header.Revision)
 	return f, nil
 }
 
-// watch applies the changes etcd reports after revision rev.
+// start starts watching after store revision rev (0: after a first
+// successful read) and checking.
+func (f *Follower) start(rev int64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	f.wg.Add(2)
+	go f.watch(ctx, rev)
+	go f.check(ctx)
+}
+
+// decode returns the set stored in kv, refusing a set in clear when the
+// Follower has a KEK. It zeroes kv.Value.
+func (f *Follower) decode(kv *mvccpb.KeyValue) (*libtls.TicketKeySet, error) {
+	set, sealed, err := decodeSet(f.key, kv.ModRevision, kv.Value, f.kek)
+	if err == nil && f.kek != nil && !sealed {
+		set.Zero()
+		return nil, fmt.Errorf("etcdkeys: %s at revision %d is stored in clear, but this Follower has a KEK (%s) and takes only sets sealed with it (give the Rotators the KEK: they seal the set): %w",
+			f.key, kv.ModRevision, f.kek.ID(), ErrWrongKEK)
+	}
+	return set, err
+}
+
+// readError is the problem of a failed read of the set.
+func (f *Follower) readError(err error) error {
+	if IsAccessError(err) {
+		return fmt.Errorf("etcdkeys: %s: %w; %s", f.key, explain(err, "read on "+f.key), f.serving())
+	}
+	return fmt.Errorf("etcdkeys: %s: %w (%v); %s", f.key, ErrUnreachable, err, f.serving())
+}
+
+// serving says which keys the Config serves with.
+func (f *Follower) serving() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.id == nil {
+		return "serving with the Config's own keys until a set is applied"
+	}
+	return "serving with the keys applied"
+}
+
+// Ready returns a channel that is closed once a set has been applied: at
+// once, unless Follow started while etcd was unreachable
+// (FollowConfig.StartUnreachable).
+func (f *Follower) Ready() <-chan struct{} { return f.ready }
+
+// watch applies the changes etcd reports after store revision rev; with
+// rev 0, after a first successful read.
 func (f *Follower) watch(ctx context.Context, rev int64) {
 	defer f.wg.Done()
+	for rev == 0 {
+		if r, ok := f.readNow(ctx); ok {
+			rev = r
+		} else if !sleep(ctx, CheckInterval) {
+			return
+		}
+	}
 	failures := 0 // watches ended in a row
 	for ctx.Err() == nil {
 		started := time.Now()
@@ -179,12 +274,12 @@ func (f *Follower) readNow(ctx context.Context) (int64, bool) {
 	if ctx.Err() != nil {
 		return 0, false
 	}
-	f.mu.Lock()
+	var connErr error
 	if err != nil {
-		f.connErr = fmt.Errorf("etcdkeys: %s: etcd unreachable (%w); serving with the keys applied", f.key, err)
-	} else {
-		f.connErr = nil
+		connErr = f.readError(err)
 	}
+	f.mu.Lock()
+	f.connErr = connErr
 	f.mu.Unlock()
 	if err != nil {
 		return 0, false
@@ -209,22 +304,32 @@ func (f *Follower) consider(kv *mvccpb.KeyValue, rev int64) {
 	defer f.applyMu.Unlock()
 	f.mu.Lock()
 	stale := rev <= f.seen || (kv == nil && !f.present)
+	if kv == nil && !f.present && f.id == nil {
+		// Started while etcd was unreachable, and found no set since.
+		f.dataErr = fmt.Errorf("etcdkeys: %s: no ticket key set stored there yet (start a Rotator); serving with the Config's own keys", f.key)
+	}
+	id := f.id
 	f.mu.Unlock()
 	if stale {
 		return
 	}
 
 	var err error
+	first := false
 	if kv == nil {
 		err = fmt.Errorf("etcdkeys: %s was deleted; serving with the keys applied", f.key)
 	} else {
 		var set *libtls.TicketKeySet
-		set, err = parseSet(f.key, rev, kv.Value)
+		set, err = f.decode(kv)
 		if err == nil {
-			if !bytes.Equal(set.SessionID, f.id) {
+			if id != nil && !bytes.Equal(set.SessionID, id) {
 				err = fmt.Errorf("etcdkeys: %s at revision %d: the session ID changed; running servers keep theirs, so restart them to use the new set", f.key, rev)
 			} else {
 				err = f.cfg.ApplyTicketKeySet(set)
+				first = err == nil && id == nil
+				if first {
+					id = bytes.Clone(set.SessionID)
+				}
 			}
 			set.Zero()
 		}
@@ -238,12 +343,17 @@ func (f *Follower) consider(kv *mvccpb.KeyValue, rev int64) {
 	if kv != nil && err == nil {
 		f.applied = rev
 	}
+	if first {
+		f.id = id
+		close(f.ready)
+	}
 }
 
 // Err returns the Follower's current problem, or nil when the set applied
-// last is the one etcd holds: etcd unreachable (at the last check), or
-// else what was wrong with the latest value (invalid, deleted, another
-// session ID, refused by the Config).
+// last is the one etcd holds: etcd unreachable at the last check (wraps
+// ErrUnreachable) or refusing the client, or else what was wrong with the
+// latest value (invalid, deleted, another session ID, a KEK that does not
+// fit it (wraps ErrWrongKEK), refused by the Config).
 func (f *Follower) Err() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -24,37 +24,85 @@ import (
 // ioTimeout bounds every dial, handshake and exchange of these tests.
 const ioTimeout = 30 * time.Second
 
-// shared is a one-member cluster for the tests that need no cluster of
-// their own; each uses keys of its own.
-var shared struct {
+// lazyCluster is a one-member cluster for the tests that need no cluster
+// of their own, started on first use and closed by TestMain; each test
+// uses keys of its own.
+type lazyCluster struct {
+	opts etcdtest.Options
 	once sync.Once
 	c    *etcdtest.Cluster
 	dir  string
 	err  error
 }
 
+var (
+	// shared serves plain gRPC without authentication.
+	shared lazyCluster
+	// secure has client-certificate TLS and authentication, as operators
+	// run etcd.
+	secure = lazyCluster{opts: etcdtest.Options{TLS: true, Auth: true}}
+)
+
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.c != nil {
-		shared.c.Close()
-		os.RemoveAll(shared.dir)
-	}
+	shared.close()
+	secure.close()
 	os.Exit(code)
 }
 
-// sharedCluster returns the shared one-member cluster, started on first
-// use.
-func sharedCluster(t testing.TB) *etcdtest.Cluster {
+func (l *lazyCluster) get(t testing.TB) *etcdtest.Cluster {
 	t.Helper()
-	shared.once.Do(func() {
-		shared.dir, shared.err = os.MkdirTemp("", "etcdkeys-test-")
-		if shared.err == nil {
-			shared.c, shared.err = etcdtest.Start(shared.dir, 1)
+	l.once.Do(func() {
+		l.dir, l.err = os.MkdirTemp("", "etcdkeys-test-")
+		if l.err == nil {
+			l.c, l.err = etcdtest.StartWith(l.dir, 1, l.opts)
 		}
 	})
-	require.NoError(t, shared.err)
-	return shared.c
+	require.NoError(t, l.err)
+	return l.c
 }
+
+func (l *lazyCluster) close() {
+	if l.c != nil {
+		l.c.Close()
+		os.RemoveAll(l.dir)
+	}
+}
+
+// sharedCluster returns the shared one-member cluster (plain, no
+// authentication).
+func sharedCluster(t testing.TB) *etcdtest.Cluster { return shared.get(t) }
+
+// secureCluster returns the shared one-member cluster with
+// client-certificate TLS and authentication.
+func secureCluster(t testing.TB) *etcdtest.Cluster { return secure.get(t) }
+
+// users numbers the users that tests add.
+var users atomic.Int64
+
+// userClient adds to c (with TLS and authentication) a user whose name
+// starts with role, holding grants, and returns a client that logs in as
+// that user by its certificate; the client is closed when the test ends.
+func userClient(t testing.TB, c *etcdtest.Cluster, role string, grants ...etcdtest.Grant) *clientv3.Client {
+	t.Helper()
+	user := fmt.Sprintf("%s-%d", role, users.Add(1))
+	require.NoError(t, c.AddUser(user, "", grants...))
+	tc, err := c.TLSConfig(user)
+	require.NoError(t, err)
+	cli, err := c.NewClient(clientv3.Config{TLS: tc})
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// rotatorGrant is what a Rotator of key needs: readwrite on the prefix
+// (the set and the election under it).
+func rotatorGrant(key string) etcdtest.Grant {
+	return etcdtest.Grant{Key: key, Prefix: true, ReadWrite: true}
+}
+
+// serverGrant is what a Follower of key needs: read on the key.
+func serverGrant(key string) etcdtest.Grant { return etcdtest.Grant{Key: key} }
 
 // newClient returns a client of c, closed when the test ends.
 func newClient(t testing.TB, c *etcdtest.Cluster) *clientv3.Client {
@@ -74,6 +122,13 @@ func testKey(t testing.TB) string {
 // ctxFor is a context bounded by ioTimeout.
 func ctxFor(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// ctxTimeout is a context that ends after d.
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -180,6 +235,7 @@ func clientConfig(t testing.TB) *libtls.Config {
 	require.NoError(t, err)
 	t.Cleanup(func() { f.Close() })
 	require.NoError(t, cfg.SetSessionFile(f))
+	require.NoError(t, cfg.SetSessionScope(libtls.SessionPerServerName)) // one fleet at several addresses
 	return cfg
 }
 

@@ -23,6 +23,7 @@ import (
 type history struct {
 	key string
 	cli *clientv3.Client
+	kek *KEK // unseals the values, if set
 
 	mu     sync.Mutex
 	events []histEvent
@@ -41,15 +42,16 @@ type histSet struct {
 	revision int64
 	id       []byte
 	newest   uint32
+	sealed   bool
 }
 
-// watchHistory starts recording key's history; it stops when the test
-// ends.
-func watchHistory(t testing.TB, cli *clientv3.Client, key string) *history {
+// watchHistory starts recording key's history, unsealing its values with
+// kek if not nil; it stops when the test ends.
+func watchHistory(t testing.TB, cli *clientv3.Client, key string, kek *KEK) *history {
 	t.Helper()
 	resp, err := cli.Get(ctxFor(t), key)
 	require.NoError(t, err)
-	h := &history{key: key, cli: cli}
+	h := &history{key: key, cli: cli, kek: kek}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	wch := cli.Watch(ctx, key, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
@@ -68,8 +70,8 @@ func watchHistory(t testing.TB, cli *clientv3.Client, key string) *history {
 				h.mu.Lock()
 				h.events = append(h.events, e)
 				if k == key && e.put {
-					if set, err := parseSet(key, e.revision, ev.Kv.Value); err == nil {
-						h.sets = append(h.sets, histSet{revision: e.revision, id: bytes.Clone(set.SessionID), newest: newest(set)})
+					if set, sealed, err := decodeSet(key, e.revision, ev.Kv.Value, h.kek); err == nil {
+						h.sets = append(h.sets, histSet{revision: e.revision, id: bytes.Clone(set.SessionID), newest: newest(set), sealed: sealed})
 						set.Zero()
 					}
 				}

@@ -47,7 +47,15 @@ type Rotator struct {
 	// Logger, if set, receives the Rotator's events: info for elections,
 	// rotations and hand-overs, warnings for failures, after which Run
 	// carries on. Every record has the attributes "key" and "rotator".
+	// While etcd stays unreachable (or without quorum) the Rotator says so
+	// once, not at every attempt.
 	Logger *slog.Logger
+	// KEK, if set, seals every set the Rotator stores (see KEK); every
+	// Follower of Key needs the same KEK. A set found in clear is sealed
+	// at once, without a new key: the step that moves a fleet to sealed
+	// keys. A set sealed with another KEK (or any KEK, when this is nil)
+	// is reported and left alone, like an invalid value.
+	KEK *KEK
 }
 
 // errDeposed is a write refused because the writer is no longer leader.
@@ -65,6 +73,31 @@ var errDeposed = errors.New("no longer the leader")
 // when the lease is lost (etcd unreachable for TTL) the Rotator stops
 // writing at once and campaigns again, and another Rotator takes over.
 func (r *Rotator) Run(ctx context.Context) error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	log := r.logger()
+	var failing string // the kind of the failure last logged, "" after an election
+	for {
+		err := r.term(ctx, log, &failing)
+		if err != nil && ctx.Err() == nil {
+			// An outage fails every attempt, each in its own words (a
+			// lease not granted, a lease lost, a timeout of the client or
+			// of the server): say it once, until the next election.
+			if k := failureKind(err); k != failing {
+				log.Warn("etcdkeys: rotator failed; campaigning again", "err", err)
+				failing = k
+			}
+		}
+		// Whether the term ended in an error or a lost lease, etcd is in
+		// trouble: give it an interval before campaigning again.
+		if !sleep(ctx, r.interval()) {
+			return ctx.Err()
+		}
+	}
+}
+
+func (r *Rotator) validate() error {
 	switch {
 	case r.Client == nil:
 		return fmt.Errorf("etcdkeys: rotator: %w", errNoClient)
@@ -75,17 +108,52 @@ func (r *Rotator) Run(ctx context.Context) error {
 	case r.Interval < 0 || r.TTL < 0:
 		return errors.New("etcdkeys: rotator: negative Interval or TTL")
 	}
-	log := r.logger()
-	for {
-		if err := r.term(ctx, log); err != nil && ctx.Err() == nil {
-			log.Warn("etcdkeys: rotator failed; campaigning again", "err", err)
-		}
-		// Whether the term ended in an error or a lost lease, etcd is in
-		// trouble: give it an interval before campaigning again.
-		if !sleep(ctx, r.interval()) {
-			return ctx.Err()
-		}
+	return nil
+}
+
+// Check tells whether the Rotator can do its work, without writing
+// anything: that etcd answers within ctx; that the client may read Key,
+// and write Key and the election under it (a transaction that would write
+// both, were Key at an impossible revision); and that a value stored under
+// Key is a set this Rotator can read (with its KEK). Run retries every
+// failure, so a program calls Check first to stop at once on a mistake
+// of configuration: errors of access explain what the etcd user needs.
+func (r *Rotator) Check(ctx context.Context) error {
+	if err := r.validate(); err != nil {
+		return err
 	}
+	resp, err := r.Client.Get(ctx, r.Key)
+	if err != nil {
+		return checkError("read", r.Key, err, "read on "+r.Key)
+	}
+	if len(resp.Kvs) > 0 {
+		kv := resp.Kvs[0]
+		set, _, err := decodeSet(r.Key, kv.ModRevision, kv.Value, r.KEK)
+		if err != nil {
+			return err
+		}
+		set.Zero()
+	}
+	// No revision is -1: the transaction never writes, but etcd checks
+	// the permissions of both puts before it compares.
+	_, err = r.Client.Txn(ctx).If(
+		clientv3.Compare(clientv3.ModRevision(r.Key), "=", -1),
+	).Then(
+		clientv3.OpPut(r.Key, ""),
+		clientv3.OpPut(electionPrefix(r.Key)+"/check", ""),
+	).Commit()
+	if err != nil {
+		return checkError("write", r.Key, err, "readwrite on the prefix "+r.Key+" (the set and the election under it)")
+	}
+	return nil
+}
+
+// checkError is Check's error for a failed op on key.
+func checkError(op, key string, err error, need string) error {
+	if IsAccessError(err) {
+		return fmt.Errorf("etcdkeys: %s %s: %w", op, key, explain(err, need))
+	}
+	return fmt.Errorf("etcdkeys: %s %s: %w (%v)", op, key, ErrUnreachable, err)
 }
 
 func (r *Rotator) interval() time.Duration {
@@ -123,10 +191,21 @@ func (r *Rotator) logger() *slog.Logger {
 }
 
 // term is one term of office: a lease, a campaign, and rotations while
-// the leadership lasts.
-func (r *Rotator) term(ctx context.Context, log *slog.Logger) error {
-	sess, err := concurrency.NewSession(r.Client, concurrency.WithTTL(r.ttlSeconds()), concurrency.WithContext(ctx))
+// the leadership lasts. It clears *failing once elected.
+func (r *Rotator) term(ctx context.Context, log *slog.Logger, failing *string) error {
+	// The lease is granted within a TTL: without quorum etcd may never
+	// answer, and the Rotator would wait silently.
+	gctx, gcancel := context.WithTimeout(ctx, time.Duration(r.ttlSeconds())*time.Second)
+	lease, err := r.Client.Grant(gctx, int64(r.ttlSeconds()))
+	gcancel()
 	if err != nil {
+		return fmt.Errorf("lease: %w", explain(err, "readwrite on the prefix "+r.Key))
+	}
+	sess, err := concurrency.NewSession(r.Client, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
+	if err != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_, _ = r.Client.Revoke(rctx, lease.ID)
 		return fmt.Errorf("lease: %w", err)
 	}
 	// The lease goes with the term: revoking it deletes the election key,
@@ -158,16 +237,19 @@ func (r *Rotator) term(ctx context.Context, log *slog.Logger) error {
 		if lctx.Err() != nil {
 			return errors.New("lease lost while campaigning")
 		}
-		return fmt.Errorf("campaign: %w", err)
+		return fmt.Errorf("campaign: %w", explain(err, "readwrite on the prefix "+r.Key))
 	}
-	log.Info("etcdkeys: elected", "election_key", e.Key(), "election_rev", e.Rev())
+	// Resign forgets the key: keep it for the log.
+	ekey := e.Key()
+	log.Info("etcdkeys: elected", "election_key", ekey, "election_rev", e.Rev())
+	*failing = ""
 	err = r.lead(lctx, e, log)
 	switch {
 	case ctx.Err() != nil:
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		_ = e.Resign(rctx)
-		log.Info("etcdkeys: resigned", "election_key", e.Key())
+		log.Info("etcdkeys: resigned", "election_key", ekey)
 		return nil
 	case lctx.Err() != nil:
 		return errors.New("lease lost; stopped writing")
@@ -210,15 +292,16 @@ func (r *Rotator) lead(ctx context.Context, e *concurrency.Election, log *slog.L
 func (r *Rotator) step(ctx context.Context, e *concurrency.Election, log *slog.Logger) (time.Time, error) {
 	resp, err := r.Client.Get(ctx, r.Key)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("read %s: %w", r.Key, err)
+		return time.Time{}, fmt.Errorf("read %s: %w", r.Key, explain(err, "readwrite on the prefix "+r.Key))
 	}
 	var (
 		set    *libtls.TicketKeySet
 		modRev int64 // 0: absent, which ModRevision compares equal to
+		sealed bool
 	)
 	if len(resp.Kvs) > 0 {
 		kv := resp.Kvs[0]
-		if set, err = parseSet(r.Key, kv.ModRevision, kv.Value); err != nil {
+		if set, sealed, err = decodeSet(r.Key, kv.ModRevision, kv.Value, r.KEK); err != nil {
 			return time.Time{}, fmt.Errorf("%w; leaving it alone (a new set would change the fleet's session ID)", err)
 		}
 		modRev = kv.ModRevision
@@ -231,14 +314,16 @@ func (r *Rotator) step(ctx context.Context, e *concurrency.Election, log *slog.L
 	set = rotated
 	defer set.Zero()
 	next := set.NextRotation(r.Lifetime)
-	if !changed {
+	// A set in clear is sealed as soon as this Rotator has a KEK.
+	seal := r.KEK != nil && modRev != 0 && !sealed
+	if !changed && !seal {
 		return next, nil
 	}
-	text, err := set.MarshalText()
+	value, err := EncodeSet(r.Key, set, r.KEK)
 	if err != nil {
 		return time.Time{}, err
 	}
-	defer clear(text)
+	defer clear(value) // the keys, when in clear
 	// Fenced: only while this Rotator's election key still exists (it is
 	// the leader: later candidates wait for its deletion) and the value is
 	// the one just read. The etcd client copies the value into its request
@@ -247,7 +332,7 @@ func (r *Rotator) step(ctx context.Context, e *concurrency.Election, log *slog.L
 		clientv3.Compare(clientv3.CreateRevision(e.Key()), "=", e.Rev()),
 		clientv3.Compare(clientv3.ModRevision(r.Key), "=", modRev),
 	).Then(
-		clientv3.OpPut(r.Key, string(text)),
+		clientv3.OpPut(r.Key, string(value)),
 	).Else(
 		clientv3.OpGet(e.Key(), clientv3.WithKeysOnly()),
 	).Commit()
@@ -264,10 +349,17 @@ func (r *Rotator) step(ctx context.Context, e *concurrency.Election, log *slog.L
 	}
 	newest := set.Keys[len(set.Keys)-1].Rev
 	what := "etcdkeys: rotated"
-	if modRev == 0 {
+	switch {
+	case modRev == 0:
 		what = "etcdkeys: created"
+	case !changed:
+		what = "etcdkeys: sealed the set stored in clear"
 	}
-	log.Info(what, "rev", newest, "etcd_revision", tresp.Header.Revision, "next", next)
+	attrs := []any{"rev", newest, "etcd_revision", tresp.Header.Revision, "next", next}
+	if r.KEK != nil {
+		attrs = append(attrs, "kek", r.KEK.ID())
+	}
+	log.Info(what, attrs...)
 	return next, nil
 }
 

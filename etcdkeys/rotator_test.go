@@ -49,7 +49,7 @@ func TestRotator(t *testing.T) {
 	var lg logs
 	const life = libtls.MinSessionLifetime
 	start := time.Now()
-	runRotator(t, &Rotator{Client: cli, Key: key, Lifetime: life, Name: "r", Logger: lg.logger()})
+	stop := runRotator(t, &Rotator{Client: cli, Key: key, Lifetime: life, Name: "r", Logger: lg.logger()})
 
 	var first *libtls.TicketKeySet
 	eventually(t, 10*time.Second, "the set", func() bool { first = getSet(t, cli, key); return first != nil })
@@ -69,7 +69,13 @@ func TestRotator(t *testing.T) {
 		assert.Less(t, created.Sub(due), life/16+500*time.Millisecond, "keys %d and %d: soon after NextRotation", set.Keys[i-1].Rev, set.Keys[i].Rev)
 	}
 	t.Logf("rev %d after %v", newest(set), time.Since(start).Round(time.Millisecond))
+	stop()
 	assert.Len(t, lg.find("etcdkeys: elected"), 1)
+	// The resignation names the election key it gave up.
+	if resigned := lg.find("etcdkeys: resigned"); assert.Len(t, resigned, 1) {
+		assert.NotEmpty(t, resigned[0].attrs["election_key"])
+		assert.Equal(t, lg.find("etcdkeys: elected")[0].attrs["election_key"], resigned[0].attrs["election_key"])
+	}
 	assert.Len(t, lg.find("etcdkeys: created"), 1)
 	assert.GreaterOrEqual(t, len(lg.find("etcdkeys: rotated")), 5)
 	for _, r := range lg.all() {
@@ -154,7 +160,7 @@ func TestRotatorFenced(t *testing.T) {
 func TestRotatorLosesLease(t *testing.T) {
 	c := sharedCluster(t)
 	key := testKey(t)
-	h := watchHistory(t, newClient(t, c), key)
+	h := watchHistory(t, newClient(t, c), key, nil)
 	var lg logs
 	const life = libtls.MinSessionLifetime
 	cli1, cli2 := newClient(t, c), newClient(t, c)

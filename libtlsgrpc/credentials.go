@@ -13,7 +13,9 @@
 // transport security (OAuth tokens and the like) are sent.
 //
 // A client resumes its TLS 1.2 sessions when it reconnects: the credentials
-// keep one session per server name and address (a libtls.SessionCache).
+// keep one session per server name and address (a libtls.SessionCache;
+// with cfg.SetSessionScope(libtls.SessionPerServerName), one per server
+// name, for a fleet that shares ticket keys at several addresses).
 // What resumes depends on the linked libtls (libtls.Backend): clients
 // resume on both backends against servers that issue tickets; libtls
 // servers resume only on real LibreSSL; TLS 1.3 never resumes through
@@ -63,9 +65,9 @@ const SessionCacheCapacity = libtls.DefaultSessionCacheCapacity
 // On a client the name sent (SNI) and verified is the host of the
 // authority grpc-go hands to the handshake: the target's, or the one set
 // with grpc.WithAuthority or OverrideServerName. A client connection to a
-// server it has talked to resumes that session (TLS 1.2); as
-// libtls.SessionCache explains, the client handshakes of one Config then
-// run one at a time.
+// server it has talked to resumes that session (TLS 1.2). The client
+// handshakes of one Config run in parallel, each on a libtls
+// configuration of its own.
 //
 // On a server the credentials make one libtls.Server from cfg at their
 // first handshake (or Server call) and accept every connection with it:

@@ -395,6 +395,39 @@ func TestSessionPerAuthority(t *testing.T) {
 	}
 }
 
+// TestSessionScope: two servers of one fleet (crypto/tls sharing ticket
+// keys) at two addresses of one name. By default a client keeps a session
+// per address, so its first connection to the second server is a full
+// handshake; with SessionPerServerName it resumes the first server's
+// session there.
+func TestSessionScope(t *testing.T) {
+	p := testPKI(t)
+	fleet := goServerCreds(p.server, tls.VersionTLS12, nil) // one tls.Config: the same ticket keys
+	a := startServer(t, fleet, nil)
+	b := startServer(t, fleet, nil)
+	want := libtls.Backend().ClientSessionResumption
+	for _, c := range []struct {
+		name    string
+		scope   libtls.SessionScope
+		resumes bool
+	}{
+		{"per address", libtls.SessionPerAddress, false},
+		{"per server name", libtls.SessionPerServerName, want},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := clientConfig(t, p.ca, nil)
+			require.NoError(t, cfg.SetSessionScope(c.scope))
+			creds := NewCredentials(cfg)
+			first := mustCheck(t, dial(t, a.addr, grpc.WithTransportCredentials(creds)))
+			assert.False(t, first.State.DidResume)
+			second := mustCheck(t, dial(t, b.addr, grpc.WithTransportCredentials(creds)))
+			assert.Equal(t, c.resumes, second.State.DidResume, "the first connection to the second address")
+			again := mustCheck(t, dial(t, b.addr, grpc.WithTransportCredentials(creds)))
+			assert.Equal(t, want, again.State.DidResume, "the second connection to the second address")
+		})
+	}
+}
+
 // TestGolibtlsServerResumes: golibtls at both ends over TLS 1.2: a new
 // connection resumes where the backend's servers resume (LibreSSL), and
 // the server's counters say so.

@@ -101,8 +101,8 @@ const stashTimeout = 10 * time.Second
 // ("h2" and "http/1.1", or "http/1.1" alone with DisableHTTP2) and gives
 // it a SessionCache of DefaultSessionCacheCapacity servers, replacing any
 // session file or cache set before: cfg should serve this Transport only.
-// As libtls.SessionCache explains, the client handshakes of one Config
-// with a SessionCache run one at a time.
+// Its connections' handshakes run in parallel, each resuming the session
+// of its server (name and address) made under cfg's trust.
 //
 // Only TLS 1.2 sessions resume through libtls: TLS 1.3 never does (LibreSSL
 // has no TLS 1.3 resumption, and LibreTLS saves the session before the

@@ -13,7 +13,8 @@
 // The counters are the Server's own (libtls.Server.Stats), read at each
 // scrape: the Collector adds nothing to the handshake path. For a listener
 // made by libtls.Listen or libtls.NewListener, collect
-// libtls.ListenerServer(ln).
+// libtls.ListenerServer(ln); for a listener that accepts with several
+// Servers over its life, collect a StatsSource that sums theirs.
 //
 // A registry holds one Collector per metric name and labels: for several
 // servers in one process, register each through
@@ -38,6 +39,15 @@ type KeyFollower interface {
 	Err() error
 }
 
+// StatsSource is what a Collector reads the handshake counters of at each
+// scrape. A *libtls.Server is one. So is a listener that makes a new
+// Server from its Config when the fleet's session ID arrives (libtls
+// copies the session ID into a Server when it is made) and sums the
+// counters of every Server it had, so that the metrics never go back.
+type StatsSource interface {
+	Stats() libtls.ServerStats
+}
+
 // Option configures a Collector.
 type Option func(*Collector)
 
@@ -60,9 +70,9 @@ func WithTicketKeys(cfg *libtls.Config, follower KeyFollower) Option {
 	}
 }
 
-// Collector is a prometheus.Collector of one libtls Server's counters.
+// Collector is a prometheus.Collector of a libtls Server's counters.
 type Collector struct {
-	srv      *libtls.Server
+	srv      StatsSource
 	keys     *libtls.Config
 	follower KeyFollower
 	err      error // reported by Describe, so that registering fails
@@ -70,13 +80,13 @@ type Collector struct {
 	handshakes, failures, keyRevision, inStep *prometheus.Desc
 }
 
-// NewCollector returns a Collector of srv's handshake counters, made by
-// libtls.NewServer or, for a listener, by libtls.ListenerServer(ln).
-// Register it (prometheus.MustRegister) and serve the registry
-// (promhttp.Handler). A nil srv (ListenerServer's answer for a listener
-// that is not golibtls's) makes registering fail with an error that says
-// so.
-func NewCollector(srv *libtls.Server, opts ...Option) *Collector {
+// NewCollector returns a Collector of srv's handshake counters: a Server
+// made by libtls.NewServer or, for a listener, by
+// libtls.ListenerServer(ln), or another StatsSource. Register it
+// (prometheus.MustRegister) and serve the registry (promhttp.Handler). A
+// nil srv (ListenerServer's answer for a listener that is not golibtls's)
+// makes registering fail with an error that says so.
+func NewCollector(srv StatsSource, opts ...Option) *Collector {
 	c := &Collector{
 		srv: srv,
 		handshakes: prometheus.NewDesc("golibtls_handshakes_total",
@@ -92,7 +102,7 @@ func NewCollector(srv *libtls.Server, opts ...Option) *Collector {
 			"1 if the ticket key follower's last check found the server in step with the fleet's keys, else 0.",
 			nil, nil),
 	}
-	if srv == nil {
+	if s, ok := srv.(*libtls.Server); srv == nil || ok && s == nil {
 		c.err = errors.New("libtlsprom: nil Server (libtls.ListenerServer returns nil for a listener not made by libtls.Listen or libtls.NewListener)")
 	}
 	for _, o := range opts {

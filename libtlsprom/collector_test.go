@@ -203,20 +203,7 @@ func TestCollectorCounts(t *testing.T) {
 	if libtls.Backend().ServerSessionResumption {
 		full, resumed = 2, 1
 	}
-	want := fmt.Sprintf(`
-# HELP golibtls_handshake_failures_total Failed TLS handshakes of the golibtls server, by reason: timeout, peer_closed, not_tls, tls, canceled, other.
-# TYPE golibtls_handshake_failures_total counter
-golibtls_handshake_failures_total{reason="canceled"} 1
-golibtls_handshake_failures_total{reason="not_tls"} 1
-golibtls_handshake_failures_total{reason="other"} 0
-golibtls_handshake_failures_total{reason="peer_closed"} 1
-golibtls_handshake_failures_total{reason="timeout"} 2
-golibtls_handshake_failures_total{reason="tls"} 1
-# HELP golibtls_handshakes_total Completed TLS handshakes of the golibtls server, by kind: full, or resumed (a session resumed).
-# TYPE golibtls_handshakes_total counter
-golibtls_handshakes_total{kind="full"} %d
-golibtls_handshakes_total{kind="resumed"} %d
-`, full, resumed)
+	want := countersText(full, resumed, libtls.HandshakeFailures{Timeout: 2, PeerClosed: 1, NotTLS: 1, TLS: 1, Canceled: 1})
 	col := NewCollector(srv)
 	require.NoError(t, testutil.CollectAndCompare(col, strings.NewReader(want)), "stats: %s", srv.Stats())
 	// Through a registry, as a scrape sees it.
@@ -226,6 +213,25 @@ golibtls_handshakes_total{kind="resumed"} %d
 	// After Close the counters stay.
 	require.NoError(t, srv.Close())
 	require.NoError(t, testutil.CollectAndCompare(col, strings.NewReader(want)))
+}
+
+// countersText is the text format of the handshake counters with these
+// values, as a scrape shows them.
+func countersText(full, resumed int, f libtls.HandshakeFailures) string {
+	return fmt.Sprintf(`
+# HELP golibtls_handshake_failures_total Failed TLS handshakes of the golibtls server, by reason: timeout, peer_closed, not_tls, tls, canceled, other.
+# TYPE golibtls_handshake_failures_total counter
+golibtls_handshake_failures_total{reason="canceled"} %d
+golibtls_handshake_failures_total{reason="not_tls"} %d
+golibtls_handshake_failures_total{reason="other"} %d
+golibtls_handshake_failures_total{reason="peer_closed"} %d
+golibtls_handshake_failures_total{reason="timeout"} %d
+golibtls_handshake_failures_total{reason="tls"} %d
+# HELP golibtls_handshakes_total Completed TLS handshakes of the golibtls server, by kind: full, or resumed (a session resumed).
+# TYPE golibtls_handshakes_total counter
+golibtls_handshakes_total{kind="full"} %d
+golibtls_handshakes_total{kind="resumed"} %d
+`, f.Canceled, f.NotTLS, f.Other, f.PeerClosed, f.Timeout, f.TLS, full, resumed)
 }
 
 // TestFailureReasons: every kind of libtls.HandshakeFailures has a reason,
@@ -421,4 +427,34 @@ func TestSeveralServers(t *testing.T) {
 	defer srv.Close()
 	require.NoError(t, reg.Register(NewCollector(srv)))
 	assert.Error(t, reg.Register(NewCollector(srv)))
+}
+
+// statsFunc is a StatsSource of its own, as a listener that sums the
+// counters of several Servers is.
+type statsFunc func() libtls.ServerStats
+
+func (f statsFunc) Stats() libtls.ServerStats { return f() }
+
+// TestCollectorStatsSource: a StatsSource other than a Server is read at
+// each scrape, every counter in its place; a nil one is refused when the
+// Collector is registered.
+func TestCollectorStatsSource(t *testing.T) {
+	var mu sync.Mutex
+	st := libtls.ServerStats{Handshakes: 7, Resumed: 3, Failed: 21,
+		Failures: libtls.HandshakeFailures{Timeout: 1, PeerClosed: 2, NotTLS: 3, TLS: 4, Canceled: 5, Other: 6}}
+	col := NewCollector(statsFunc(func() libtls.ServerStats {
+		mu.Lock()
+		defer mu.Unlock()
+		return st
+	}))
+	want := countersText(4, 3, st.Failures) // every reason a value of its own
+	require.NoError(t, testutil.CollectAndCompare(col, strings.NewReader(want)))
+	mu.Lock()
+	st.Handshakes, st.Resumed = 12, 5
+	mu.Unlock()
+	assert.Equal(t, 7.0, testutil.ToFloat64(gather(t, col, "golibtls_handshakes_total", "full")))
+
+	err := prometheus.NewRegistry().Register(NewCollector(nil))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "libtlsprom: nil Server")
 }

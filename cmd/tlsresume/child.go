@@ -23,6 +23,7 @@ type serveProcess struct {
 	addr   string        // what followed the ready prefix on its first line
 	out    *lockedBuffer // its stderr
 	stdout *lockedBuffer // its stdout after the first line
+	once   sync.Once     // stop
 }
 
 // startServe starts this program again as "tlsresume serve" (the running
@@ -44,8 +45,13 @@ func startServe(ctx context.Context, addr, certFile, keyFile, keysFile string) (
 // closes, and waits until the first line of its standard output starts
 // with ready.
 func startChild(ctx context.Context, exe string, args []string, ready string) (*serveProcess, error) {
+	return startChildEnv(ctx, exe, nil, args, ready)
+}
+
+// startChildEnv is startChild with env added to the child's environment.
+func startChildEnv(ctx context.Context, exe string, env, args []string, ready string) (*serveProcess, error) {
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Env = append(append(os.Environ(), childEnv+"=1"), env...)
 	p := &serveProcess{cmd: cmd, out: &lockedBuffer{}, stdout: &lockedBuffer{}}
 	cmd.Stderr = p.out
 	stdin, err := cmd.StdinPipe()
@@ -90,24 +96,51 @@ func startChild(ctx context.Context, exe string, args []string, ready string) (*
 	}
 }
 
-// stop closes the child's standard input, which makes it shut down, and
-// kills it if it has not exited within 5 seconds.
-func (p *serveProcess) stop() {
-	p.stdin.Close()
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
+// runChild runs exe args (with env added to its environment) to its end,
+// and kills it if it has not ended within timeout. It returns the exit
+// status (-1 when killed), stdout and stderr.
+func runChild(exe string, timeout time.Duration, env, args []string) (int, string, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Env = append(append(os.Environ(), childEnv+"=1"), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return -1, "", err.Error()
 	}
+	defer stdin.Close() // open until the end: closing it stops the child
+	if err := cmd.Run(); err != nil && ctx.Err() != nil {
+		stderr.WriteString(fmt.Sprintf("[killed: still running after %v]\n", timeout))
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
 }
 
-// stopAll stops the processes in parallel.
+// stop closes the child's standard input, which makes it shut down, and
+// kills it if it has not exited within 5 seconds. Stopping a stopped
+// child does nothing.
+func (p *serveProcess) stop() {
+	p.once.Do(func() {
+		p.stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-done
+		}
+	})
+}
+
+// stopAll stops the processes (nil: none) in parallel.
 func stopAll(procs []*serveProcess) {
 	var wg sync.WaitGroup
 	for _, p := range procs {
+		if p == nil {
+			continue
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); p.stop() }()
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,9 +83,46 @@ func (c *command) usageError(format string, a ...any) int {
 
 // fail prints one line about a failure and returns exitError.
 func (c *command) fail(err error) int {
-	msg := strings.Join(strings.Fields(err.Error()), " ") // one line
-	fmt.Fprintf(c.stderr, "tlsresume %s: %s\n", c.name, msg)
+	fmt.Fprintf(c.stderr, "tlsresume %s: %s\n", c.name, flat(err))
 	return exitError
+}
+
+// stampWriter starts every line written to it with the local time, to the
+// millisecond (RFC 3339), for a long-running command's log. Writes are
+// serialized: each line is written whole.
+type stampWriter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	midLine bool // the last write did not end its line
+	now     func() time.Time
+}
+
+func newStampWriter(w io.Writer) *stampWriter { return &stampWriter{w: w, now: time.Now} }
+
+// stampLayout is RFC 3339 with milliseconds, as log/slog writes times.
+const stampLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func (s *stampWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b []byte
+	stamp := s.now().AppendFormat(nil, stampLayout)
+	for rest := p; len(rest) > 0; {
+		if !s.midLine {
+			b = append(append(b, stamp...), ' ')
+		}
+		line, after, found := bytes.Cut(rest, []byte{'\n'})
+		b = append(b, line...)
+		if found {
+			b = append(b, '\n')
+		}
+		s.midLine = !found
+		rest = after
+	}
+	if _, err := s.w.Write(b); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // result is one client handshake, a row of the table.

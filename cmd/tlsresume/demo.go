@@ -142,6 +142,11 @@ func demo(ctx context.Context, n int, stderr io.Writer) (*demoReport, error) {
 	if err := cfg.SetSessionFile(sf); err != nil {
 		return nil, err
 	}
+	// The fleet's servers listen at several addresses under one name:
+	// the client offers its session to all of them.
+	if err := cfg.SetSessionScope(libtls.SessionPerServerName); err != nil {
+		return nil, err
+	}
 	for i := 1; i <= n; i++ {
 		srv := rep.Servers[(i-1)%len(rep.Servers)]
 		hr, err := handshake(ctx, cfg, srv.Address, "localhost", demoTimeout, nil)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,7 +20,7 @@ import (
 )
 
 const keysUsage = `Usage: tlsresume keys init|rotate -file FILE [-lifetime 2h]
-       tlsresume keys rotate -etcd HOST:PORT -key KEY [-lifetime 2h] [-name NAME]
+       tlsresume keys rotate -etcd [https://]HOST:PORT -key KEY [-lifetime 2h] [-name NAME] [etcd options]
 
 Manages the ticket keys a fleet of "tlsresume serve -keys ..." processes
 shares: the fleet's session ID and up to 4 ticket keys.
@@ -38,7 +39,17 @@ A key in etcd, for fleets across machines (serve -keys etcd://HOST:PORT/KEY):
           creates the set under KEY when there is none and adds keys on the
           same schedule; when it stops, another takes over. It logs its
           elections and rotations on stdout. Several endpoints:
-          -etcd HOST:PORT,HOST:PORT.
+          -etcd HOST:PORT,HOST:PORT; https:// endpoints (or any of
+          -etcd-cacert, -etcd-cert, -etcd-key) for TLS. Options and
+          etcdctl's environment variables (ETCDCTL_CACERT, ETCDCTL_CERT,
+          ETCDCTL_KEY, ETCDCTL_USER, ETCDCTL_PASSWORD) say how to reach
+          etcd; its user needs readwrite on the prefix KEY (the set and the
+          election under it). With -kek FILE (32 random bytes, mode 0600)
+          the rotator seals the set, and the servers need the same -kek; a
+          set found in clear is sealed at once. A mistake (TLS expected or
+          not, a certificate, credentials, permissions, a set it cannot
+          read) stops it with an error that says so; while etcd does not
+          answer, it waits.
 `
 
 func runKeys(args []string, stdout, stderr io.Writer) int {
@@ -58,9 +69,10 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	cmd = newCommand("keys "+op, keysUsage, stdout, stderr)
 	file := cmd.fs.String("file", "", "the ticket key file")
 	lifetime := cmd.fs.Duration("lifetime", 2*time.Hour, "the servers' session lifetime (serve -lifetime), 4s to 24h")
-	etcd := cmd.fs.String("etcd", "", "rotate: the etcd endpoints, HOST:PORT[,HOST:PORT...], instead of -file")
+	etcd := cmd.fs.String("etcd", "", "rotate: the etcd endpoints, [https://]HOST:PORT[,...], instead of -file")
 	key := cmd.fs.String("key", "", "with -etcd: the etcd key holding the set, e.g. /fleet/ticket-keys")
 	name := cmd.fs.String("name", "", "with -etcd: this rotator's name in the election (default host/pid)")
+	ef := addEtcdFlags(cmd.fs)
 	pos, code, ok := cmd.parse(args[1:])
 	if !ok {
 		return code
@@ -74,8 +86,8 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 		return cmd.usageError("-file and -etcd exclude each other")
 	case *etcd != "" && *key == "":
 		return cmd.usageError("-key is required with -etcd")
-	case *etcd == "" && (*key != "" || *name != ""):
-		return cmd.usageError("-key and -name go with -etcd")
+	case *etcd == "" && (*key != "" || *name != "" || ef.given()):
+		return cmd.usageError("-key, -name, -etcd-cacert, -etcd-cert, -etcd-key, -etcd-user and -kek go with -etcd")
 	case *etcd == "" && *file == "":
 		return cmd.usageError("-file is required")
 	}
@@ -87,7 +99,15 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return cmd.usageError("-etcd: %v", err)
 		}
-		return rotateEtcd(cmd, endpoints, *key, *name, *lifetime)
+		conf, err := ef.config(endpoints, false)
+		if err != nil {
+			return cmd.fail(err)
+		}
+		kek, err := ef.readKEK()
+		if err != nil {
+			return cmd.fail(err)
+		}
+		return rotateEtcd(cmd, conf, *key, *name, *lifetime, kek)
 	}
 
 	var (
@@ -110,23 +130,59 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// rotateEtcd runs an etcdkeys.Rotator on key until SIGINT or SIGTERM.
-func rotateEtcd(cmd *command, endpoints []string, key, name string, lifetime time.Duration) int {
-	cli, err := newEtcdClient(endpoints)
-	if err != nil {
-		return cmd.fail(err)
-	}
-	defer cli.Close()
-	r := &etcdkeys.Rotator{
-		Client:   cli,
-		Key:      key,
-		Lifetime: lifetime,
-		Name:     name,
-		Logger:   slog.New(slog.NewTextHandler(cmd.stdout, nil)),
-	}
-	fmt.Fprintf(cmd.stdout, "rotating %s in etcd %s (lifetime %v); stop with SIGINT or SIGTERM\n", key, strings.Join(endpoints, ","), lifetime)
+// rotateEtcd runs an etcdkeys.Rotator on key until SIGINT or SIGTERM. It
+// stops at once on a mistake of configuration, and waits while etcd does
+// not answer.
+func rotateEtcd(cmd *command, conf *etcdConfig, key, name string, lifetime time.Duration, kek *etcdkeys.KEK) int {
 	ctx, stop := runContext()
 	defer stop()
+	log := slog.New(slog.NewTextHandler(cmd.stdout, nil))
+	r := &etcdkeys.Rotator{Key: key, Lifetime: lifetime, Name: name, Logger: log, KEK: kek}
+	defer func() {
+		if r.Client != nil {
+			r.Client.Close()
+		}
+	}()
+	var waiting error // etcd does not answer: why
+	cli, err := conf.newClient()
+	if err == nil {
+		r.Client = cli
+		cctx, cancel := context.WithTimeout(ctx, etcdDialTimeout)
+		err = r.Check(cctx)
+		cancel()
+		if err != nil {
+			err = conf.named(err)
+		}
+	}
+	if errors.Is(err, etcdkeys.ErrUnreachable) {
+		err = conf.unreachable(ctx, err)
+		waiting = err
+	}
+	if err != nil && !errors.Is(err, etcdkeys.ErrUnreachable) {
+		return cmd.fail(err)
+	}
+	sealed := ""
+	if kek != nil {
+		sealed = ", sealed with KEK " + kek.ID()
+	}
+	fmt.Fprintf(cmd.stdout, "rotating %s in etcd %s (lifetime %v%s); stop with SIGINT or SIGTERM\n", key, conf.display, lifetime, sealed)
+	if waiting != nil {
+		log.Warn("tlsresume: etcd does not answer; waiting for it", "key", key, "err", flat(waiting))
+	}
+	// Without a client yet (etcd did not answer a log-in), log in again
+	// until it does.
+	for r.Client == nil {
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-time.After(etcdRetryInterval):
+		}
+		if cli, err = conf.newClient(); err == nil {
+			r.Client = cli
+		} else if !errors.Is(err, etcdkeys.ErrUnreachable) {
+			return cmd.fail(err)
+		}
+	}
 	if err := r.Run(ctx); err != nil && ctx.Err() == nil {
 		return cmd.fail(err)
 	}

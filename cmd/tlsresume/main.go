@@ -2,10 +2,15 @@
 //
 //	tlsresume [demo] [-json] [-n 4]
 //	tlsresume probe HOST:PORT|https://HOST[:PORT]/PATH [-http] [-servername N] [-n 3] [-tls1.2|-tls1.3] [-cafile F | -insecure] [-json]
-//	tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY] [-metrics HOST:PORT]
+//	tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd[s]://HOST:PORT/KEY [etcd options]] [-metrics HOST:PORT]
 //	tlsresume cert [-cert cert.pem] [-key key.pem] [-hosts localhost,127.0.0.1,::1] [-days 30]
 //	tlsresume keys init|rotate -file FILE [-lifetime 2h]
-//	tlsresume keys rotate -etcd HOST:PORT -key KEY [-lifetime 2h] [-name NAME]
+//	tlsresume keys rotate -etcd [https://]HOST:PORT -key KEY [-lifetime 2h] [-name NAME] [etcd options]
+//
+// The etcd options are -etcd-cacert, -etcd-cert, -etcd-key and -etcd-user
+// (or etcdctl's environment variables ETCDCTL_CACERT, ETCDCTL_CERT,
+// ETCDCTL_KEY, ETCDCTL_USER, ETCDCTL_PASSWORD), and -kek FILE, a
+// key-encryption key that seals the ticket keys in etcd.
 //
 // Without arguments it runs the demo: throwaway certificates, servers on
 // loopback and a client with a session file whose later handshakes resume.
@@ -24,7 +29,7 @@ Usage:
   tlsresume [demo] [-json] [-n 4]       resumption on loopback, with throwaway certificates
   tlsresume probe HOST:PORT [options]   does this server resume libtls sessions?
   tlsresume probe https://HOST/PATH     the same, with an HTTP request per connection
-  tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY] [-metrics HOST:PORT]
+  tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd[s]://HOST:PORT/KEY] [-metrics HOST:PORT]
                                         a libtls HTTPS server (HTTP/2 and HTTP/1.1) that
                                         resumes sessions; SIGUSR1 prints its counters,
                                         -metrics serves them to Prometheus

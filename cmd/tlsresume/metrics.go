@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
@@ -17,9 +16,6 @@ import (
 	libtls "github.com/golibtls/libtls"
 	"github.com/golibtls/libtls/libtlsprom"
 )
-
-// Err is the follower's current problem, for the metrics' in-step gauge.
-func (r *keyReporter) Err() error { return r.f.Err() }
 
 // checkMetricsAddr checks -metrics: HOST:PORT (port 0: any free port).
 func checkMetricsAddr(addr string) error {
@@ -37,18 +33,19 @@ type metricsServer struct {
 	served chan error
 }
 
-// startMetrics listens on addr and serves, at /metrics, srv's handshake
-// counters and, when keys follows a fleet's ticket keys (-keys), their
-// revision in cfg and whether the follower is in step; with the Go
-// runtime's and the process's own metrics.
-func startMetrics(addr string, srv *libtls.Server, cfg *libtls.Config, keys io.Closer, logger *log.Logger) (*metricsServer, error) {
+// startMetrics listens on addr and serves, at /metrics, the handshake
+// counters of stats (serve's listener: of every server it had) and, when keys follows a fleet's ticket
+// keys (-keys; nil without), their revision in cfg and whether the
+// follower is in step; with the Go runtime's and the process's own
+// metrics.
+func startMetrics(addr string, stats libtlsprom.StatsSource, cfg *libtls.Config, keys keyFollower, logger *log.Logger) (*metricsServer, error) {
 	var opts []libtlsprom.Option
-	if f, ok := keys.(libtlsprom.KeyFollower); ok {
-		opts = append(opts, libtlsprom.WithTicketKeys(cfg, f))
+	if keys != nil {
+		opts = append(opts, libtlsprom.WithTicketKeys(cfg, keys))
 	}
 	reg := prometheus.NewRegistry()
 	if err := errors.Join(
-		reg.Register(libtlsprom.NewCollector(srv, opts...)),
+		reg.Register(libtlsprom.NewCollector(stats, opts...)),
 		reg.Register(collectors.NewGoCollector()),
 		reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})),
 	); err != nil {

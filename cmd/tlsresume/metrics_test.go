@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,26 @@ func metricsURL(t *testing.T, sp *serveProcess) string {
 	}
 	t.Fatalf("no metrics URL on stdout: %q", sp.stdout.String())
 	return ""
+}
+
+// serveMetrics starts "tlsresume serve -metrics" in a child, following
+// keys unless it is "", and returns it and its metrics URL.
+func serveMetrics(t *testing.T, ctx context.Context, p *testPKI, keys string) (*serveProcess, string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"serve", "-addr", "127.0.0.1:0", "-cert", p.certFile, "-key", p.keyFile, "-metrics", "127.0.0.1:0"}
+	if keys != "" {
+		args = append(args, "-keys", keys)
+	}
+	sp, err := startChild(ctx, exe, args, "listening on ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sp.stop)
+	return sp, metricsURL(t, sp)
 }
 
 // scrape reads the metrics in Prometheus's text format: sample (name and
@@ -98,19 +119,9 @@ func TestServeMetrics(t *testing.T) {
 	if code, _, stderr := runCmd(t, "keys", "init", "-file", keys); code != 0 {
 		t.Fatalf("keys init: exit %d: %s", code, stderr)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sp, err := startChild(ctx, exe, []string{"serve", "-addr", "127.0.0.1:0", "-cert", p.certFile, "-key", p.keyFile,
-		"-keys", keys, "-metrics", "127.0.0.1:0"}, "listening on ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sp.stop)
-	url := metricsURL(t, sp)
+	sp, url := serveMetrics(t, ctx, p, keys)
 	if strings.Contains(url, sp.addr) {
 		t.Fatalf("metrics %s on the TLS address %s", url, sp.addr)
 	}
@@ -171,13 +182,8 @@ func TestServeMetrics(t *testing.T) {
 	waitSamples(t, url, map[string]string{`golibtls_ticket_key_revision`: "2", `golibtls_ticket_keys_in_step`: "0"})
 
 	// Without -keys: the handshake counters alone.
-	sp2, err := startChild(ctx, exe, []string{"serve", "-addr", "127.0.0.1:0", "-cert", p.certFile, "-key", p.keyFile,
-		"-metrics", "127.0.0.1:0"}, "listening on ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sp2.stop)
-	got = scrape(t, metricsURL(t, sp2))
+	_, url2 := serveMetrics(t, ctx, p, "")
+	got = scrape(t, url2)
 	if got[`golibtls_handshakes_total{kind="full"}`] != "0" {
 		t.Errorf("full handshakes %q, want 0", got[`golibtls_handshakes_total{kind="full"}`])
 	}
@@ -194,41 +200,16 @@ func TestServeMetrics(t *testing.T) {
 func TestServeMetricsEtcd(t *testing.T) {
 	const key = "/tlsresume-test/metrics-keys"
 	p := newTestPKI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	c := etcdtest.New(t, 1)
+	putSet(t, ctx, c, key, 2)
 	cli, err := c.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	set, err := libtls.NewTicketKeySet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Zero()
-	set.Rotate(time.Now().Add(2*time.Hour), time.Hour) // revs 1 and 2
-	text, err := set.MarshalText()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_, err = cli.Put(ctx, key, string(text))
-	clear(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := startChild(ctx, exe, []string{"serve", "-addr", "127.0.0.1:0", "-cert", p.certFile, "-key", p.keyFile,
-		"-keys", "etcd://" + c.Endpoint(0) + key, "-metrics", "127.0.0.1:0"}, "listening on ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sp.stop)
-	url := metricsURL(t, sp)
+	_, url := serveMetrics(t, ctx, p, "etcd://"+c.Endpoint(0)+key)
 	waitSamples(t, url, map[string]string{`golibtls_ticket_key_revision`: "2", `golibtls_ticket_keys_in_step`: "1"})
 	if _, err := cli.Delete(ctx, key); err != nil {
 		t.Fatal(err)
@@ -236,8 +217,67 @@ func TestServeMetricsEtcd(t *testing.T) {
 	waitSamples(t, url, map[string]string{`golibtls_ticket_key_revision`: "2", `golibtls_ticket_keys_in_step`: "0"})
 }
 
+// TestServeMetricsWithoutEtcd: a serve that starts while etcd does not
+// answer shows no fleet revision and the follower out of step; when etcd
+// answers, the fleet's revision and in step. Its handshake counters cover
+// every server it made: the one with keys of its own, from the start, and
+// the one with the fleet's session ID, from the set's arrival.
+func TestServeMetricsWithoutEtcd(t *testing.T) {
+	const key = "/tlsresume-test/metrics-outage"
+	p := newTestPKI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := etcdtest.New(t, 1)
+	putSet(t, ctx, c, key, 2)
+	c.Stop(0)
+	sp, url := serveMetrics(t, ctx, p, "etcd://"+c.Endpoint(0)+key)
+	client := sessionClient(t, p)
+	shake := func(n int) {
+		t.Helper()
+		for i := range n {
+			if _, err := handshake(ctx, client, sp.addr, "localhost", 10*time.Second, nil); err != nil {
+				t.Fatalf("handshake %d: %v", i, err)
+			}
+		}
+	}
+	// handshakes waits until the server counted n handshakes, full or
+	// resumed.
+	handshakes := func(n int) {
+		t.Helper()
+		var full, resumed int
+		for range 1000 {
+			got := scrape(t, url)
+			full, _ = strconv.Atoi(got[`golibtls_handshakes_total{kind="full"}`])
+			resumed, _ = strconv.Atoi(got[`golibtls_handshakes_total{kind="resumed"}`])
+			if full+resumed == n {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("handshakes: full %d, resumed %d, want %d in all; stderr:\n%s", full, resumed, n, sp.out.String())
+	}
+
+	shake(1)
+	handshakes(1)
+	waitSamples(t, url, map[string]string{`golibtls_ticket_key_revision`: "0", `golibtls_ticket_keys_in_step`: "0"})
+
+	if err := c.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; !strings.Contains(sp.out.String(), "the fleet's set is applied; new connections get its session ID"); i++ {
+		if i > 3000 {
+			t.Fatalf("the server did not take the fleet's set; stderr:\n%s", sp.out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitSamples(t, url, map[string]string{`golibtls_ticket_key_revision`: "2", `golibtls_ticket_keys_in_step`: "1"})
+	shake(2)
+	handshakes(3)
+}
+
 // TestServeMetricsErrors: a -metrics value that is not HOST:PORT is a
-// usage error; an address in use fails the command, naming -metrics.
+// usage error; an address in use fails the command, naming -metrics. The
+// usage texts show -metrics.
 func TestServeMetricsErrors(t *testing.T) {
 	p := newTestPKI(t)
 	code, _, stderr := runCmd(t, "serve", "-addr", "127.0.0.1:0", "-cert", p.certFile, "-key", p.keyFile, "-metrics", "9100")
@@ -257,8 +297,16 @@ func TestServeMetricsErrors(t *testing.T) {
 	}
 	oneLine(t, stderr, "tlsresume serve: -metrics:", "address already in use")
 
-	_, stdout, _ := runCmd(t, "serve", "-h")
-	if !strings.Contains(stdout, "-metrics HOST:PORT") {
-		t.Errorf("serve -h does not show -metrics:\n%s", stdout)
+	// The usage texts show -metrics with etcd's options and tlsresume cert.
+	for _, args := range [][]string{{"serve", "-h"}, {"-h"}} {
+		_, stdout, _ := runCmd(t, args...)
+		for _, want := range []string{"-metrics HOST:PORT", "etcd[s]://HOST:PORT/KEY", "tlsresume cert"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("%v does not show %q:\n%s", args, want, stdout)
+			}
+		}
+	}
+	if _, stdout, _ := runCmd(t, "serve", "-h"); !strings.Contains(stdout, "-etcd-cacert") || !strings.Contains(stdout, "-kek") {
+		t.Errorf("serve -h does not show the etcd options:\n%s", stdout)
 	}
 }

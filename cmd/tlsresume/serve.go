@@ -18,17 +18,18 @@ import (
 	"github.com/golibtls/libtls/libtlshttp"
 )
 
-const serveUsage = `Usage: tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd://HOST:PORT/KEY] [-metrics HOST:PORT]
+const serveUsage = `Usage: tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd[s]://HOST:PORT/KEY [etcd options]] [-metrics HOST:PORT]
 
 A libtls HTTPS server with session resumption (TLS 1.2 session tickets),
 over HTTP/2 or HTTP/1.1. Every response says which protocol, cipher and
 handshake (full or resumed) the connection got. It prints "listening on
 ADDRESS" once it accepts connections, and stops on SIGINT or SIGTERM.
 
-It logs failed handshakes on stderr with the client's address, answers
-plain HTTP sent to its port with "400 Bad Request", and prints its
-handshake counters (handshakes, resumed, failed by kind) on stderr on
-SIGUSR1 and when it stops.
+It logs on stderr, each line with a timestamp: failed handshakes with the
+client's address, its ticket keys and their source's state as they change,
+and its handshake counters (handshakes, resumed, failed by kind) on
+SIGUSR1 and when it stops. It answers plain HTTP sent to its port with
+"400 Bad Request".
 
 Without -keys the server makes its own ticket keys and session ID, so only
 this process resumes its sessions. With -keys it follows the fleet's
@@ -41,16 +42,28 @@ resumes the others' sessions. The source is either
                             path, e.g. etcd://10.0.0.5:2379/fleet/keys for
                             the key /fleet/keys; several endpoints as
                             HOST:PORT,HOST:PORT), rotated by "tlsresume
-                            keys rotate -etcd", for fleets across machines.
-Every server and rotator of a fleet must use the same -lifetime. The
-server logs on stderr its key revisions as they change.
+                            keys rotate -etcd", for fleets across machines;
+  etcds://HOST:PORT/KEY     the same over TLS (etcd:// uses TLS too when
+                            -etcd-cacert, -etcd-cert or -etcd-key is given).
+Every server and rotator of a fleet must use the same -lifetime.
+
+With etcd, the -etcd-* options (or etcdctl's environment variables
+ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY, ETCDCTL_USER, ETCDCTL_PASSWORD)
+say how to reach it, and -kek FILE unseals keys that the rotators seal
+with the same key-encryption key. The server's etcd user needs read on
+KEY. When etcd does not answer at start (down, or without quorum), the
+server starts all the same with ticket keys of its own and takes the
+fleet's when etcd answers; a mistake (TLS expected or not, a certificate,
+credentials, permissions, a KEK that does not fit) stops it with an error
+that says so.
 
 With -metrics HOST:PORT it also serves Prometheus metrics, plain HTTP, at
 http://HOST:PORT/metrics (printed on stdout after "listening on"): its
 handshakes (golibtls_handshakes_total{kind="full"|"resumed"}), failed
 handshakes by reason (golibtls_handshake_failures_total) and, with -keys,
 the fleet key revision applied and whether it is in step
-(golibtls_ticket_key_revision, golibtls_ticket_keys_in_step).
+(golibtls_ticket_key_revision, golibtls_ticket_keys_in_step; 0 and 0
+while a server that started without etcd serves with keys of its own).
 
 No certificate to try it with? "tlsresume cert" writes a self-signed pair
 for localhost, 127.0.0.1 and ::1 (cert.pem, key.pem; see tlsresume cert
@@ -69,6 +82,7 @@ type serveOptions struct {
 	lifetime        time.Duration
 	keys            string
 	metrics         string
+	etcd            *etcdFlags
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -79,8 +93,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.cert, "cert", "", "PEM file of the server certificate (and chain)")
 	fs.StringVar(&o.key, "key", "", "PEM file of the certificate's private key")
 	fs.DurationVar(&o.lifetime, "lifetime", 2*time.Hour, "session lifetime, whole seconds from 4s to 24h")
-	fs.StringVar(&o.keys, "keys", "", "ticket keys to follow (shared by a fleet): a key file, or etcd://HOST:PORT/KEY")
+	fs.StringVar(&o.keys, "keys", "", "ticket keys to follow (shared by a fleet): a key file, or etcd://HOST:PORT/KEY (etcds:// for TLS)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics (plain HTTP)")
+	o.etcd = addEtcdFlags(fs)
 	pos, code, ok := cmd.parse(args)
 	if !ok {
 		return code
@@ -96,10 +111,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err := checkLifetime(o.lifetime); err != nil {
 		return cmd.usageError("-lifetime %v: %v", o.lifetime, err)
 	}
-	if strings.HasPrefix(o.keys, etcdScheme) {
-		if _, _, err := parseEtcdURL(o.keys); err != nil {
+	if isEtcdSource(o.keys) {
+		if _, _, _, err := parseEtcdURL(o.keys); err != nil {
 			return cmd.usageError("-keys: %v", err)
 		}
+	} else if o.etcd.given() {
+		return cmd.usageError("-etcd-cacert, -etcd-cert, -etcd-key, -etcd-user and -kek go with -keys etcd://...")
 	}
 	if o.metrics != "" {
 		if err := checkMetricsAddr(o.metrics); err != nil {
@@ -107,6 +124,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	// From here on, every line on stderr is part of the server's log.
+	stderr = newStampWriter(stderr)
+	cmd.stderr = stderr
 	ctx, stop := runContext()
 	defer stop()
 	if err := serve(ctx, o, stdout, stderr); err != nil {
@@ -159,28 +179,40 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	if err := cfg.SetSessionLifetime(o.lifetime); err != nil {
 		return err
 	}
-	var follower io.Closer
+	var (
+		follower keyFollower
+		ready    <-chan struct{}
+		startErr error
+	)
 	if o.keys != "" {
-		follower, err = followKeys(cfg, o.keys, o.lifetime, stderr)
-		if err != nil {
+		if follower, ready, startErr, err = followKeys(ctx, cfg, o); err != nil {
 			return err
 		}
-		defer follower.Close()
+		defer func() {
+			if follower != nil {
+				follower.Close()
+			}
+		}()
 	}
 	// HTTP/2 when the client offers it (libtlshttp.Serve serves it).
 	if err := cfg.SetALPN("h2", "http/1.1"); err != nil {
 		return err
 	}
-	ln, err := libtls.Listen("tcp", o.addr, cfg)
+	ln, err := listen(o.addr, cfg)
 	if err != nil {
 		return err
 	}
-	lsrv := libtls.ListenerServer(ln)
+	var keys keyFollower // for the metrics; the reporter closes it
+	if follower != nil {
+		r := report(cfg, o.keys, follower, ready, startErr, func() error { return ln.renew(cfg) }, stderr)
+		keys, follower = follower, nil
+		defer r.Close()
+	}
 	pid := os.Getpid()
 	logger := log.New(stderr, "tlsresume serve: ", 0)
 	var metrics *metricsServer
 	if o.metrics != "" {
-		if metrics, err = startMetrics(o.metrics, lsrv, cfg, follower, logger); err != nil {
+		if metrics, err = startMetrics(o.metrics, ln, cfg, keys, logger); err != nil {
 			ln.Close()
 			return err
 		}
@@ -212,10 +244,10 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	for {
 		select {
 		case err := <-errc:
-			logger.Print(statsLine(lsrv.Stats()))
+			logger.Print(statsLine(ln.Stats()))
 			return err
 		case <-usr1:
-			logger.Print(statsLine(lsrv.Stats()))
+			logger.Print(statsLine(ln.Stats()))
 			continue
 		case <-ctx.Done():
 		}
@@ -227,7 +259,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 		srv.Close()
 	}
 	<-errc
-	logger.Print(statsLine(lsrv.Stats()))
+	logger.Print(statsLine(ln.Stats()))
 	return nil
 }
 

@@ -2,10 +2,15 @@ package etcdtest
 
 import (
 	"context"
+	"errors"
 	"net/url"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -72,4 +77,127 @@ func TestStartErrors(t *testing.T) {
 	if _, err := Start(t.TempDir(), 0); err == nil {
 		t.Error("0 members: no error")
 	}
+}
+
+// TestClusterTLSAuth: a cluster run as operators run one: clients over TLS
+// with certificates from the cluster's CA, authentication enabled, users
+// by certificate or by password, and roles.
+func TestClusterTLSAuth(t *testing.T) {
+	c := NewWith(t, 1, Options{TLS: true, Auth: true})
+	if ep := c.Endpoints()[0]; !strings.HasPrefix(ep, "https://127.0.0.1:") || !strings.HasSuffix(ep, c.Endpoint(0)) {
+		t.Errorf("endpoint %q (Endpoint %q): want https on loopback", ep, c.Endpoint(0))
+	}
+	root, ctx := rootPut(t, c)
+	st, err := root.AuthStatus(ctx)
+	if err != nil || !st.Enabled {
+		t.Fatalf("auth status %v, %v: want enabled", st, err)
+	}
+	if err := c.AddUser("reader", "", Grant{Key: "/k"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddUser("writer", "secret", Grant{Key: "/k", Prefix: true, ReadWrite: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	client := func(user string, cfg clientv3.Config) *clientv3.Client {
+		t.Helper()
+		tc, err := c.TLSConfig(user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.TLS = tc
+		cli, err := c.NewClient(cfg)
+		if err != nil {
+			t.Fatalf("client %q: %v", user, err)
+		}
+		t.Cleanup(func() { cli.Close() })
+		return cli
+	}
+	// The user is the certificate's common name...
+	reader := client("reader", clientv3.Config{})
+	if _, err := reader.Get(ctx, "/k"); err != nil {
+		t.Errorf("reader get: %v", err)
+	}
+	if _, err := reader.Put(ctx, "/k", "2"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Errorf("reader put: %v, want permission denied", err)
+	}
+	// ... unless a password logs in as another.
+	writer := client("reader", clientv3.Config{Username: "writer", Password: "secret"})
+	if _, err := writer.Put(ctx, "/k/x", "2"); err != nil {
+		t.Errorf("writer put: %v", err)
+	}
+	if _, err := writer.Put(ctx, "/other", "2"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Errorf("writer put outside its prefix: %v, want permission denied", err)
+	}
+	// A certificate whose name is no user.
+	nobody := client("nobody", clientv3.Config{})
+	if _, err := nobody.Get(ctx, "/k"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Errorf("nobody get: %v, want permission denied", err)
+	}
+	// No certificate: the TLS handshake fails, and the client waits.
+	none := client("", clientv3.Config{})
+	sctx, scancel := context.WithTimeout(ctx, time.Second)
+	defer scancel()
+	if _, err := none.Get(sctx, "/k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("no client certificate: %v, want a timeout", err)
+	}
+
+	certFile, keyFile, err := c.CertFiles("reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{c.CAFile(), certFile, keyFile} {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want mode 0600", f, fi.Mode(), err)
+		}
+	}
+	tc, err := (transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: c.CAFile()}).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromFiles, err := c.NewClient(clientv3.Config{TLS: tc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fromFiles.Close()
+	if _, err := fromFiles.Get(ctx, "/k"); err != nil {
+		t.Errorf("reader from files: %v", err)
+	}
+}
+
+// TestClusterAuthOnly: authentication without TLS, by password.
+func TestClusterAuthOnly(t *testing.T) {
+	c := NewWith(t, 1, Options{Auth: true})
+	if _, _, err := c.CertFiles("x"); err == nil {
+		t.Error("CertFiles without TLS: no error")
+	}
+	_, ctx := rootPut(t, c)
+	anon, err := c.NewClient(clientv3.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	if _, err := anon.Get(ctx, "/k"); !errors.Is(err, rpctypes.ErrUserEmpty) {
+		t.Errorf("no user: %v, want %v", err, rpctypes.ErrUserEmpty)
+	}
+	if _, err := c.NewClient(clientv3.Config{Username: "root", Password: "wrong"}); !errors.Is(err, rpctypes.ErrAuthFailed) {
+		t.Errorf("wrong password: %v, want %v", err, rpctypes.ErrAuthFailed)
+	}
+}
+
+// rootPut returns a root client of c, which has just put a key, and a
+// context for the test.
+func rootPut(t *testing.T, c *Cluster) (*clientv3.Client, context.Context) {
+	t.Helper()
+	root, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	if _, err := root.Put(ctx, "/k", "1"); err != nil {
+		t.Fatalf("root: %v", err)
+	}
+	return root, ctx
 }

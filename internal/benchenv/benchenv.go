@@ -312,20 +312,35 @@ func Handshakes(b *testing.B, once func() (bool, error), wait func() (int64, err
 // ConcurrentHandshakes runs once b.N times in all from k goroutines, checks
 // wait, and reports handshakes/s and the CPU time per handshake.
 func ConcurrentHandshakes(b *testing.B, k int, once func() (bool, error), wait func() (int64, error)) {
-	var next atomic.Int64
+	WorkerHandshakes(b, k, func(int) func() (bool, error) { return once }, wait)
+}
+
+// WorkerHandshakes is ConcurrentHandshakes with a handshake function per
+// goroutine (worker 0 to k-1), made before the timer starts; it also
+// reports resumed/op.
+func WorkerHandshakes(b *testing.B, k int, worker func(w int) func() (bool, error), wait func() (int64, error)) {
+	onces := make([]func() (bool, error), k)
+	for w := range onces {
+		onces[w] = worker(w)
+	}
+	var next, resumed atomic.Int64
 	var wg sync.WaitGroup
 	errc := make(chan error, k)
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu := CPUNow()
-	for range k {
+	for _, once := range onces {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(b.N) {
-				if _, err := once(); err != nil {
+				r, err := once()
+				if err != nil {
 					errc <- err
 					return
+				}
+				if r {
+					resumed.Add(1)
 				}
 			}
 		}()
@@ -342,6 +357,7 @@ func ConcurrentHandshakes(b *testing.B, k int, once func() (bool, error), wait f
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "handshakes/s")
+	b.ReportMetric(float64(resumed.Load())/float64(b.N), "resumed/op")
 }
 
 // --- scaling ---------------------------------------------------------------------

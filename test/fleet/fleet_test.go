@@ -336,6 +336,7 @@ func TestFleet(t *testing.T) {
 	require.NoError(t, err)
 	defer sf.Close()
 	require.NoError(t, client.SetSessionFile(sf))
+	require.NoError(t, client.SetSessionScope(libtls.SessionPerServerName)) // one fleet at several addresses
 
 	var results []result
 	round := func() {
