@@ -49,7 +49,7 @@ FROM golang:${GO_VERSION}-bookworm AS test
 # system libtls is not used), installed here so the tests never need root.
 RUN apt-get update \
 	&& DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-		gcc libc6-dev openssl pkg-config python3 \
+		curl gcc libc6-dev openssl pkg-config python3 tinyproxy \
 	&& rm -rf /var/lib/apt/lists/*
 
 COPY --from=libressl /opt/libressl /opt/libressl
@@ -67,14 +67,19 @@ ENV LIBTLS_PREFIX=/opt/libressl \
 	GOCACHE=/home/tester/.cache/go-build
 
 # Modules first, so that they are downloaded again only when a go.mod or
-# go.sum changes. The repository holds three modules: the core (no etcd),
-# etcdkeys and cmd/tlsresume (which use etcd; they replace the core with
-# the copy in this tree, so its go.mod comes first).
+# go.sum changes. The repository holds five modules: the core (no etcd,
+# grpc-go or client_golang), etcdkeys and cmd/tlsresume (which use etcd),
+# libtlsgrpc (grpc-go) and libtlsprom (client_golang); they replace the
+# core with the copy in this tree, so its go.mod comes first.
 COPY --chown=tester:tester go.mod go.sum ./
 COPY --chown=tester:tester etcdkeys/go.mod etcdkeys/go.sum etcdkeys/
+COPY --chown=tester:tester libtlsgrpc/go.mod libtlsgrpc/go.sum libtlsgrpc/
+COPY --chown=tester:tester libtlsprom/go.mod libtlsprom/go.sum libtlsprom/
 COPY --chown=tester:tester cmd/tlsresume/go.mod cmd/tlsresume/go.sum cmd/tlsresume/
 RUN go mod download \
 	&& (cd etcdkeys && go mod download) \
+	&& (cd libtlsgrpc && go mod download) \
+	&& (cd libtlsprom && go mod download) \
 	&& (cd cmd/tlsresume && go mod download)
 
 # Warm the build cache with the standard library, plain and with -race, under

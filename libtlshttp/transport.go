@@ -6,9 +6,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"sync"
 	"time"
 
@@ -29,17 +31,37 @@ const DefaultSessionCacheCapacity = libtls.DefaultSessionCacheCapacity
 // which. Response.TLS is filled from the connection's ConnectionState.
 //
 // A Transport is made by NewTransport; its exported fields may be set
-// before its first use. It is safe for concurrent use. It does not go
-// through proxies, and plain http URLs are refused.
+// before its first use. It is safe for concurrent use. Plain http URLs are
+// refused.
 type Transport struct {
-	// DialContext makes the TCP connection; nil uses a net.Dialer with a
-	// 30-second timeout and keep-alive, as http.DefaultTransport does.
+	// Proxy, as in http.Transport, returns the proxy for a request, or nil
+	// for none; nil Proxy uses none. http.ProxyFromEnvironment follows
+	// HTTPS_PROXY and NO_PROXY as http.DefaultTransport does, and
+	// http.ProxyURL names one proxy. The proxy must be an http:// one: the
+	// Transport asks it for a tunnel to the server (CONNECT), sending
+	// ProxyConnectHeader and, when the proxy URL has a user name, a
+	// Proxy-Authorization header with HTTP basic authentication, as
+	// net/http does; the TLS handshake with the server runs through the
+	// tunnel, so the proxy sees no plain text. Sessions are kept per
+	// server, not per proxy.
+	Proxy func(*http.Request) (*url.URL, error)
+	// ProxyConnectHeader, as in http.Transport, is sent to the proxy with
+	// every CONNECT request.
+	ProxyConnectHeader http.Header
+	// DialContext makes the TCP connection, to the server or to the proxy;
+	// nil uses a net.Dialer with a 30-second timeout and keep-alive, as
+	// http.DefaultTransport does.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// TLSHandshakeTimeout bounds each TLS handshake; 0 means
 	// DefaultHandshakeTimeout.
 	TLSHandshakeTimeout time.Duration
 	// DisableHTTP2 offers only "http/1.1" by ALPN.
 	DisableHTTP2 bool
+	// DisableKeepAlives, as in http.Transport, uses each connection for one
+	// request only, over HTTP/1.1 and HTTP/2 alike: the connection closes
+	// once the response body is read or closed. New connections to a
+	// server still resume its session.
+	DisableKeepAlives bool
 	// MaxIdleConnsPerHost and IdleConnTimeout are those of http.Transport
 	// for HTTP/1.1 connections (0: net/http's defaults, 2 and none; here
 	// IdleConnTimeout defaults to 90s as in http.DefaultTransport).
@@ -81,6 +103,18 @@ const stashTimeout = 10 * time.Second
 // session file or cache set before: cfg should serve this Transport only.
 // Its connections' handshakes run in parallel, each resuming the session
 // of its server (name and address) made under cfg's trust.
+//
+// Only TLS 1.2 sessions resume through libtls: TLS 1.3 never does (LibreSSL
+// has no TLS 1.3 resumption, and LibreTLS saves the session before the
+// server's TLS 1.3 ticket arrives; see libtls.Backend). With cfg's default
+// protocols a server that speaks TLS 1.3 gets a full handshake on every
+// new connection. Where resumption matters more than TLS 1.3 (many short
+// connections, DisableKeepAlives), limit cfg to TLS 1.2:
+//
+//	cfg.SetProtocols(libtls.ProtocolTLSv1_2)
+//
+// The Transport goes through no proxy unless Proxy is set (for example to
+// http.ProxyFromEnvironment).
 func NewTransport(cfg *libtls.Config) *Transport {
 	return &Transport{cfg: cfg, IdleConnTimeout: 90 * time.Second}
 }
@@ -111,6 +145,9 @@ func (t *Transport) init() {
 		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{}, // no crypto/tls HTTP/2
 		MaxIdleConnsPerHost: t.MaxIdleConnsPerHost,
 		IdleConnTimeout:     t.IdleConnTimeout,
+		DisableKeepAlives:   t.DisableKeepAlives,
+		// Proxies are the dial's business (proxy.go): http.Transport
+		// would run its own TLS, crypto/tls's, through a tunnel.
 	}
 	t.h2 = &http2.Transport{
 		DialTLSContext:  t.dialHTTP2,
@@ -139,6 +176,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errors.New("libtlshttp: Transport handles https URLs only")
 	}
+	// The proxy is chosen here, where the request is, and reaches the dial
+	// in the request's context, as the HTTP/1.1 and HTTP/2 transports
+	// dial with it.
+	proxyURL, err := t.proxyFor(req)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	orig := req
+	req = req.WithContext(withProxy(req.Context(), proxyURL))
 	key := canonicalAddr(req)
 	useH1 := t.DisableHTTP2 || t.protocol(key) == "http/1.1"
 	// The protocol is decided by the first dial; a request goes to the
@@ -146,14 +193,21 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	for range 3 {
 		var resp *http.Response
 		var err error
-		if useH1 {
+		switch {
+		case useH1:
 			resp, err = t.roundTripHTTP1(req)
-		} else {
+		case t.DisableKeepAlives:
+			resp, err = t.roundTripHTTP2Once(req)
+		default:
 			resp, err = t.h2.RoundTrip(req)
 		}
 		var other *errOtherProtocol
-		if err == nil || !errors.As(err, &other) {
-			return resp, err
+		if err == nil {
+			resp.Request = orig
+			return resp, nil
+		}
+		if !errors.As(err, &other) {
+			return nil, err
 		}
 		useH1 = !useH1
 		// Nothing was sent, but net/http closes the body of a request
@@ -213,6 +267,42 @@ func (t *Transport) roundTripHTTP1(req *http.Request) (*http.Response, error) {
 		resp.TLS = &st
 	}
 	return resp, nil
+}
+
+// roundTripHTTP2Once runs req over HTTP/2 on a connection of its own
+// (DisableKeepAlives), which closes when the response body is done.
+func (t *Transport) roundTripHTTP2Once(req *http.Request) (*http.Response, error) {
+	c, err := t.dialHTTP2(req.Context(), "tcp", canonicalAddr(req), nil)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := t.h2.NewClientConn(c)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		cc.Close()
+		return nil, err
+	}
+	// No other request may use cc; it closes when its one stream ends,
+	// and at the latest when the body is closed.
+	cc.SetDoNotReuse()
+	resp.Body = &singleUseBody{ReadCloser: resp.Body, cc: cc}
+	return resp, nil
+}
+
+// singleUseBody closes its HTTP/2 connection with the response body.
+type singleUseBody struct {
+	io.ReadCloser
+	cc *http2.ClientConn
+}
+
+func (b *singleUseBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cc.Close()
+	return err
 }
 
 // CloseIdleConnections closes the idle connections of both protocols.
@@ -300,18 +390,28 @@ func (t *Transport) takeStash(addr, proto string) *libtls.Conn {
 	return s.c
 }
 
-// dial connects to addr and runs the TLS handshake, bounded by ctx and
-// TLSHandshakeTimeout. The name sent and verified is addr's host.
+// dial connects to addr, directly or through the request's proxy, and runs
+// the TLS handshake, bounded by ctx and TLSHandshakeTimeout. The name sent
+// and verified is addr's host.
 func (t *Transport) dial(ctx context.Context, network, addr string) (*libtls.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
-	dial := t.DialContext
-	if dial == nil {
-		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	proxyURL, ok := proxyFrom(ctx)
+	if !ok {
+		// Not a dial for RoundTrip (nothing else dials): decide for the
+		// address alone rather than bypass a proxy.
+		if proxyURL, err = t.proxyFor(&http.Request{Method: http.MethodGet, URL: &url.URL{Scheme: "https", Host: addr}, Header: make(http.Header)}); err != nil {
+			return nil, err
+		}
 	}
-	raw, err := dial(ctx, network, addr)
+	var raw net.Conn
+	if proxyURL != nil {
+		raw, err = t.dialTunnel(ctx, proxyURL, addr)
+	} else {
+		raw, err = t.dialTCP(ctx, network, addr)
+	}
 	if err != nil {
 		return nil, err
 	}

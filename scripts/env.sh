@@ -21,8 +21,9 @@ apt_install() {
 
 libtls_setup() {
 	if command -v dpkg-query >/dev/null 2>&1; then
-		# python3: test/peers runs Python's ssl as a peer.
-		local pkgs=(pkg-config gcc libc6-dev openssl curl python3)
+		# curl and tinyproxy are real peers of libtlshttp's tests, python3
+		# (Python's ssl) of test/peers'.
+		local pkgs=(pkg-config gcc libc6-dev openssl curl python3 tinyproxy)
 		# With LIBTLS_PREFIX the system libtls is not needed.
 		[ -z "${LIBTLS_PREFIX:-}" ] && pkgs+=(libtls-dev)
 		apt_install "${pkgs[@]}"

@@ -72,27 +72,9 @@ func TestServeEtcdMissingKey(t *testing.T) {
 	}
 	oneLine(t, stderr, "tlsresume serve:", key, "no ticket key set stored there yet")
 
-	cli, err := c.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	set, err := libtls.NewTicketKeySet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := set.MarshalText()
-	set.Zero()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err = cli.Put(ctx, key, string(text))
-	clear(text)
-	if err != nil {
-		t.Fatal(err)
-	}
+	putSet(t, ctx, c, key, 1)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +86,34 @@ func TestServeEtcdMissingKey(t *testing.T) {
 	sp.stop()
 	if out := sp.out.String(); !strings.Contains(out, "ticket keys from etcd://"+c.Endpoint(0)+key+": revs 1\n") {
 		t.Errorf("stderr %q", out)
+	}
+}
+
+// putSet stores under key in c a new ticket key set with revisions 1 to
+// revs.
+func putSet(t *testing.T, ctx context.Context, c *etcdtest.Cluster, key string, revs int) {
+	t.Helper()
+	cli, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	set, err := libtls.NewTicketKeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Zero()
+	for range revs - 1 {
+		set.Rotate(time.Now().Add(2*time.Hour), time.Hour)
+	}
+	text, err := set.MarshalText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cli.Put(ctx, key, string(text))
+	clear(text)
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -555,6 +565,12 @@ func TestServeStartsWithoutEtcd(t *testing.T) {
 	b := libtls.Backend()
 	p, s, exe, ctx := newSecureTest(t)
 	hp := s.c.Endpoint(0)
+	// The rotator logs in with a password, of a user added while etcd is
+	// up: before the outage, since a login between etcd's return and the
+	// user's creation fails, and a failed login stops the rotator.
+	if err := s.c.AddUser("rotpw", pwserverPassword, etcdtest.Grant{Key: s.key, Prefix: true, ReadWrite: true}); err != nil {
+		t.Fatal(err)
+	}
 	s.c.Stop(0)
 
 	// All start at once: each tries etcd for a few seconds first.
@@ -601,11 +617,7 @@ func TestServeStartsWithoutEtcd(t *testing.T) {
 	// The outage lasts a few of the followers' checks (every second).
 	time.Sleep(3 * time.Second)
 
-	// The rotator needs a user with a password: added while etcd is up.
 	if err := s.c.Restart(0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.c.AddUser("rotpw", pwserverPassword, etcdtest.Grant{Key: s.key, Prefix: true, ReadWrite: true}); err != nil {
 		t.Fatal(err)
 	}
 	for i, sp := range servers {

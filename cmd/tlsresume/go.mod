@@ -5,6 +5,8 @@ go 1.26.0
 require (
 	github.com/golibtls/libtls v0.0.0
 	github.com/golibtls/libtls/etcdkeys v0.0.0
+	github.com/golibtls/libtls/libtlsprom v0.0.0
+	github.com/prometheus/client_golang v1.23.2
 	go.etcd.io/etcd/client/pkg/v3 v3.7.3
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.uber.org/zap v1.28.0
@@ -29,7 +31,6 @@ require (
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.29.0 // indirect
 	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/prometheus/client_golang v1.23.2 // indirect
 	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.67.5 // indirect
 	github.com/prometheus/procfs v0.16.1 // indirect
@@ -68,10 +69,11 @@ require (
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
-// Developed with the core module and etcdkeys in this repository; the
-// command is a module of its own so that the core module has no etcd
-// dependency.
+// Developed with the core module, etcdkeys and libtlsprom in this
+// repository; the command is a module of its own so that the core module
+// has no etcd or client_golang dependency.
 replace (
 	github.com/golibtls/libtls => ../..
 	github.com/golibtls/libtls/etcdkeys => ../../etcdkeys
+	github.com/golibtls/libtls/libtlsprom => ../../libtlsprom
 )

@@ -2,7 +2,8 @@
 //
 //	tlsresume [demo] [-json] [-n 4]
 //	tlsresume probe HOST:PORT|https://HOST[:PORT]/PATH [-http] [-servername N] [-n 3] [-tls1.2|-tls1.3] [-cafile F | -insecure] [-json]
-//	tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd[s]://HOST:PORT/KEY [etcd options]]
+//	tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd[s]://HOST:PORT/KEY [etcd options]] [-metrics HOST:PORT]
+//	tlsresume cert [-cert cert.pem] [-key key.pem] [-hosts localhost,127.0.0.1,::1] [-days 30]
 //	tlsresume keys init|rotate -file FILE [-lifetime 2h]
 //	tlsresume keys rotate -etcd [https://]HOST:PORT -key KEY [-lifetime 2h] [-name NAME] [etcd options]
 //
@@ -28,9 +29,11 @@ Usage:
   tlsresume [demo] [-json] [-n 4]       resumption on loopback, with throwaway certificates
   tlsresume probe HOST:PORT [options]   does this server resume libtls sessions?
   tlsresume probe https://HOST/PATH     the same, with an HTTP request per connection
-  tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd[s]://HOST:PORT/KEY]
+  tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd[s]://HOST:PORT/KEY] [-metrics HOST:PORT]
                                         a libtls HTTPS server (HTTP/2 and HTTP/1.1) that
-                                        resumes sessions; SIGUSR1 prints its counters
+                                        resumes sessions; SIGUSR1 prints its counters,
+                                        -metrics serves them to Prometheus
+  tlsresume cert                        a self-signed certificate and key to try serve with
   tlsresume keys init|rotate -file FILE a ticket key file shared by serve processes
   tlsresume keys rotate -etcd HOST:PORT -key KEY
                                         a rotator of the keys in etcd, for fleets across machines
@@ -64,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stdout, stderr)
 	case "keys":
 		return runKeys(args[1:], stdout, stderr)
+	case "cert":
+		return runCert(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
@@ -72,6 +77,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// Flags without a command are the demo's.
 		return runDemo(args, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "tlsresume: unknown command %q (commands: demo, probe, serve, keys; see tlsresume -h)\n", args[0])
+	fmt.Fprintf(stderr, "tlsresume: unknown command %q (commands: demo, probe, serve, keys, cert; see tlsresume -h)\n", args[0])
 	return exitUsage
 }

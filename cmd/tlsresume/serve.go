@@ -18,7 +18,7 @@ import (
 	"github.com/golibtls/libtls/libtlshttp"
 )
 
-const serveUsage = `Usage: tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd[s]://HOST:PORT/KEY [etcd options]]
+const serveUsage = `Usage: tlsresume serve -addr A -cert F -key F [-lifetime 2h] [-keys FILE | -keys etcd[s]://HOST:PORT/KEY [etcd options]] [-metrics HOST:PORT]
 
 A libtls HTTPS server with session resumption (TLS 1.2 session tickets),
 over HTTP/2 or HTTP/1.1. Every response says which protocol, cipher and
@@ -56,6 +56,21 @@ server starts all the same with ticket keys of its own and takes the
 fleet's when etcd answers; a mistake (TLS expected or not, a certificate,
 credentials, permissions, a KEK that does not fit) stops it with an error
 that says so.
+
+With -metrics HOST:PORT it also serves Prometheus metrics, plain HTTP, at
+http://HOST:PORT/metrics (printed on stdout after "listening on"): its
+handshakes (golibtls_handshakes_total{kind="full"|"resumed"}), failed
+handshakes by reason (golibtls_handshake_failures_total) and, with -keys,
+the fleet key revision applied and whether it is in step
+(golibtls_ticket_key_revision, golibtls_ticket_keys_in_step; 0 and 0
+while a server that started without etcd serves with keys of its own).
+
+No certificate to try it with? "tlsresume cert" writes a self-signed pair
+for localhost, 127.0.0.1 and ::1 (cert.pem, key.pem; see tlsresume cert
+-h), as does
+  ` + opensslCertCommand + `
+then: tlsresume serve -addr 127.0.0.1:8443 -cert cert.pem -key key.pem,
+and clients trust it with -cafile cert.pem (curl --cacert cert.pem).
 `
 
 // childEnv marks a serve process started by the demo (or the tests): it
@@ -66,6 +81,7 @@ type serveOptions struct {
 	addr, cert, key string
 	lifetime        time.Duration
 	keys            string
+	metrics         string
 	etcd            *etcdFlags
 }
 
@@ -78,6 +94,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.key, "key", "", "PEM file of the certificate's private key")
 	fs.DurationVar(&o.lifetime, "lifetime", 2*time.Hour, "session lifetime, whole seconds from 4s to 24h")
 	fs.StringVar(&o.keys, "keys", "", "ticket keys to follow (shared by a fleet): a key file, or etcd://HOST:PORT/KEY (etcds:// for TLS)")
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics (plain HTTP)")
 	o.etcd = addEtcdFlags(fs)
 	pos, code, ok := cmd.parse(args)
 	if !ok {
@@ -100,6 +117,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 	} else if o.etcd.given() {
 		return cmd.usageError("-etcd-cacert, -etcd-cert, -etcd-key, -etcd-user and -kek go with -keys etcd://...")
+	}
+	if o.metrics != "" {
+		if err := checkMetricsAddr(o.metrics); err != nil {
+			return cmd.usageError("-metrics: %v", err)
+		}
 	}
 
 	// From here on, every line on stderr is part of the server's log.
@@ -180,13 +202,22 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	var keys keyFollower // for the metrics; the reporter closes it
 	if follower != nil {
 		r := report(cfg, o.keys, follower, ready, startErr, func() error { return ln.renew(cfg) }, stderr)
-		follower = nil
+		keys, follower = follower, nil
 		defer r.Close()
 	}
 	pid := os.Getpid()
 	logger := log.New(stderr, "tlsresume serve: ", 0)
+	var metrics *metricsServer
+	if o.metrics != "" {
+		if metrics, err = startMetrics(o.metrics, ln, cfg, keys, logger); err != nil {
+			ln.Close()
+			return err
+		}
+		defer metrics.close()
+	}
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hello(w, r, pid) }),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -201,6 +232,9 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stderr, "tlsresume serve: note: %s servers cannot resume sessions (%s); every handshake will be full\n", b.Name, noServerResumption)
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
+	if metrics != nil {
+		fmt.Fprintf(stdout, "metrics on %s\n", metrics.url())
+	}
 
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)

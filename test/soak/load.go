@@ -435,6 +435,10 @@ func captureClientHello() ([]byte, error) {
 // that it ends the connection in time; a server that keeps one open is a
 // failure of the run.
 func (l *load) badPeer(kind string, hello []byte, rng *rand.Rand) {
+	// The server's handshake timer starts once the connection exists,
+	// never before this: a wait measured from here is never shorter than
+	// the server's, however late this goroutine runs after the dial.
+	start := time.Now()
 	nc, err := net.DialTimeout("tcp", l.addr, l.ioTimeout)
 	if err != nil {
 		l.tally.bad(kind, false, "connect", 0, err)
@@ -464,13 +468,13 @@ func (l *load) badPeer(kind string, hello []byte, rng *rand.Rand) {
 			l.tally.bad(kind, true, "write-"+classify(err), 0, nil)
 			return
 		}
-		l.waitClosed(kind, c, waitLimit)
+		l.waitClosed(kind, c, start, waitLimit)
 	case bHTTP:
 		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: golibtls-soak\r\n\r\n"); err != nil {
 			l.tally.bad(kind, true, "write-"+classify(err), 0, nil)
 			return
 		}
-		l.waitClosed(kind, c, waitLimit)
+		l.waitClosed(kind, c, start, waitLimit)
 	case bPartClose, bPartReset:
 		_, _ = c.Write(hello[:1+rng.IntN(len(hello)-1)])
 		if kind == bPartReset {
@@ -497,14 +501,14 @@ func (l *load) badPeer(kind string, hello []byte, rng *rand.Rand) {
 		time.Sleep(time.Duration(10+rng.IntN(90)) * time.Millisecond)
 		l.tally.bad(kind, true, "self-closed", 0, nil)
 	case bIdleWait:
-		l.waitClosed(kind, c, waitLimit)
+		l.waitClosed(kind, c, start, waitLimit)
 	}
 }
 
-// waitClosed reads until the server ends the connection and records how.
-func (l *load) waitClosed(kind string, c *net.TCPConn, limit time.Duration) {
-	start := time.Now()
-	_ = c.SetReadDeadline(start.Add(limit))
+// waitClosed reads until the server ends the connection and records how,
+// and for bIdleWait how long after start (before the dial).
+func (l *load) waitClosed(kind string, c *net.TCPConn, start time.Time, limit time.Duration) {
+	_ = c.SetReadDeadline(time.Now().Add(limit))
 	got := 0
 	buf := make([]byte, 4096)
 	for {
