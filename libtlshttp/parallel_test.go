@@ -2,15 +2,12 @@ package libtlshttp
 
 import (
 	"crypto/tls"
-	"encoding/pem"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
-	libtls "github.com/golibtls/libtls"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -49,15 +46,7 @@ func TestTransportHandshakesRunInParallel(t *testing.T) {
 		mu.Unlock()
 		return nil, nil
 	}
-	ts := httptest.NewUnstartedServer(http.HandlerFunc(factsHandler))
-	ts.TLS = &tls.Config{MaxVersion: tls.VersionTLS12, GetConfigForClient: arrive}
-	ts.Config.ErrorLog = newLogger(io.Discard)
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	cfg, err := libtls.NewConfig()
-	require.NoError(t, err)
-	t.Cleanup(func() { cfg.Close() })
-	require.NoError(t, cfg.SetCA(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})))
+	ts, cfg := startGoFactsServer(t, false, &tls.Config{MaxVersion: tls.VersionTLS12, GetConfigForClient: arrive}, io.Discard)
 	tr := NewTransport(cfg)
 	tr.DisableHTTP2 = true
 	t.Cleanup(tr.CloseIdleConnections)

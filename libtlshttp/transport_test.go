@@ -22,9 +22,16 @@ import (
 // client Config that trusts its certificate.
 func goFactsServer(t *testing.T, h2 bool, maxVersion uint16, logs io.Writer) (*httptest.Server, *libtls.Config) {
 	t.Helper()
+	return startGoFactsServer(t, h2, &tls.Config{MaxVersion: maxVersion}, logs)
+}
+
+// startGoFactsServer is goFactsServer with the server's whole TLS
+// configuration.
+func startGoFactsServer(t *testing.T, h2 bool, tc *tls.Config, logs io.Writer) (*httptest.Server, *libtls.Config) {
+	t.Helper()
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(factsHandler))
 	ts.EnableHTTP2 = h2
-	ts.TLS = &tls.Config{MaxVersion: maxVersion}
+	ts.TLS = tc
 	ts.Config.ErrorLog = newLogger(logs)
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
