@@ -80,6 +80,10 @@ type sessionStore interface {
 type fileSessionStore struct {
 	f  *os.File // nil for SetSessionFD
 	fd int
+	// id is the file's identity, the key of its lock, taken once when it
+	// is set (an fstat per handshake saved; libtls keeps the descriptor
+	// on one file as long as it is set).
+	id fileID
 	// retired is set when the Config moves to another file: from then
 	// on the descriptor, which its owner may close and reuse, is never
 	// touched again.
@@ -114,7 +118,7 @@ func (s *fileSessionStore) lock(ctx context.Context, closing <-chan struct{}) (f
 	if s.retired.Load() {
 		return nil, nil
 	}
-	unlock, err := lockSessionFile(ctx, closing, s.fd)
+	unlock, err := lockSessionFileID(ctx, closing, s.id)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
@@ -197,7 +201,7 @@ func (s *fileSessionStore) discard(key sessionKey, pem []byte) error {
 
 // retire stops all use of the descriptor, waiting for a copy in progress.
 func (s *fileSessionStore) retire() {
-	if unlock, _ := lockSessionFile(context.Background(), nil, s.fd); unlock != nil {
+	if unlock, _ := lockSessionFileID(context.Background(), nil, s.id); unlock != nil {
 		s.retired.Store(true)
 		unlock()
 		return

@@ -607,3 +607,17 @@ func (t *socketTransport) free(*Conn) {
 		t.s = nil
 	}
 }
+
+// socketBuffers reports what a Conn's socket transport holds (for tests):
+// the bytes read ahead of libtls and the output not sent yet, and whether
+// their buffers exist. ok is false on the callback transport or once the
+// transport is freed.
+func (c *Conn) socketBuffers() (ahead, pending int, rbuf, wbuf, ok bool) {
+	c.cMu.Lock()
+	defer c.cMu.Unlock()
+	t, isSock := c.t.(*socketTransport)
+	if !isSock || t.s == nil {
+		return 0, 0, false, false, false
+	}
+	return int(t.s.rec.ahead), int(t.s.wlen), t.s.rbuf != nil, t.s.wbuf != nil, true
+}
