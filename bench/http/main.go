@@ -126,6 +126,7 @@ func serve(args []string) {
 		}
 		srv.TLSConfig = tc
 		if *xnet {
+			//lint:ignore SA1019 -xnet measures x/net's HTTP/2 server, the one libtlshttp.Serve uses.
 			check(http2.ConfigureServer(srv, &http2.Server{}))
 		}
 		// No TCP keep-alive, as libtls.Listen: the same socket calls.
