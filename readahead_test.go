@@ -77,6 +77,19 @@ func tlsPairOnTCP(t *testing.T) (*Conn, *tls.Conn, net.Conn, net.Conn) {
 	return c, s, craw, sraw
 }
 
+// twoRecords sends two records of 2000 bytes from s and waits until they
+// are in craw's socket.
+func twoRecords(t *testing.T, s *tls.Conn, craw net.Conn) (a, b []byte) {
+	t.Helper()
+	a, b = bytes.Repeat([]byte("a"), 2000), bytes.Repeat([]byte("b"), 2000)
+	_, err := s.Write(a)
+	require.NoError(t, err)
+	_, err = s.Write(b)
+	require.NoError(t, err)
+	waitQueued(t, craw, len(a)+len(b))
+	return a, b
+}
+
 // One read takes everything that has arrived: a Read of one record leaves
 // the next one read ahead (the socket is empty), and the buffer goes once
 // libtls has taken it all. An idle connection holds no buffer.
@@ -86,12 +99,7 @@ func TestReadAheadBuffer(t *testing.T) {
 	require.True(t, ok)
 	require.False(t, rbuf || wbuf, "an idle connection holds no buffer")
 
-	a, b := bytes.Repeat([]byte("a"), 2000), bytes.Repeat([]byte("b"), 2000)
-	_, err := s.Write(a)
-	require.NoError(t, err)
-	_, err = s.Write(b)
-	require.NoError(t, err)
-	waitQueued(t, craw, len(a)+len(b))
+	a, b := twoRecords(t, s, craw)
 
 	buf := make([]byte, len(a))
 	n, err := c.Read(buf)
@@ -209,24 +217,15 @@ func TestTruncatedRecordWithReadAhead(t *testing.T) {
 
 func readAheadEnd(t *testing.T, cut bool) {
 	craw, sraw := tcpPair(t)
-	hs := &holdConn{Conn: sraw}
-	c := newLibtlsClient(t, craw, newClientConfig(t), "localhost")
-	s := tls.Server(hs, goServerConfig(t))
-	cerr, serr := handshakeBoth(c, s)
-	require.NoError(t, cerr)
-	require.NoError(t, serr)
-	hs.mu.Lock()
-	hs.hold = true
-	hs.mu.Unlock()
+	c, s, hs := holdingGoServer(t, craw, sraw)
+	hs.setHold()
 	// Large enough for a Read straight into the caller's buffer, which
 	// stops when that is full.
 	first := bytes.Repeat([]byte("the first record arrives whole. "), 50)
 	_, err := s.Write(first)
 	require.NoError(t, err)
 	rec := bytes.Clone(hs.release()) // the tickets and the first record
-	hs.mu.Lock()
-	hs.hold = true
-	hs.mu.Unlock()
+	hs.setHold()
 	last := []byte("the second record")
 	_, err = s.Write(last)
 	require.NoError(t, err)
@@ -269,14 +268,9 @@ func readAheadEnd(t *testing.T, cut bool) {
 // here), and a Read that timed out loses none of them.
 func TestReadAheadAndDeadlines(t *testing.T) {
 	c, s, craw, _ := tlsPairOnTCP(t)
-	a, b := bytes.Repeat([]byte("a"), 2000), bytes.Repeat([]byte("b"), 2000)
-	_, err := s.Write(a)
-	require.NoError(t, err)
-	_, err = s.Write(b)
-	require.NoError(t, err)
-	waitQueued(t, craw, len(a)+len(b))
+	a, b := twoRecords(t, s, craw)
 	buf := make([]byte, len(a))
-	_, err = io.ReadFull(c, buf)
+	_, err := io.ReadFull(c, buf)
 	require.NoError(t, err)
 	ahead, _, _, _, _ := c.socketBuffers()
 	require.Greater(t, ahead, 0)

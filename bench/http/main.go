@@ -138,15 +138,7 @@ func serve(args []string) {
 	default:
 		log.Fatalf("-impl %q: golibtls or gotls", *impl)
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		check(err)
-		check(pprof.StartCPUProfile(f))
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
-	}
+	defer startCPUProfile(*cpuprofile)()
 	errc := make(chan error, 1)
 	go func() { errc <- run() }()
 	fmt.Printf("listening %s\n", ln.Addr())
@@ -219,15 +211,7 @@ func newconn(args []string) {
 	if _, err := get(); err != nil {
 		log.Fatal(err)
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		check(err)
-		check(pprof.StartCPUProfile(f))
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
-	}
+	defer startCPUProfile(*cpuprofile)()
 	var n, nres atomic.Int64
 	var failed atomic.Pointer[error]
 	cpu0 := cpuTime()
@@ -261,6 +245,21 @@ func newconn(args []string) {
 	fmt.Printf("BenchmarkNewConn/%s/clients=%d\t%d\t%.0f req/s\t%.0f cpu-ns/req\t%.3f resumed/req\n",
 		*impl, *clients, n.Load(), float64(n.Load())/secs, float64(cpu.Nanoseconds())/float64(n.Load()),
 		float64(nres.Load())/float64(n.Load()))
+}
+
+// startCPUProfile starts a CPU profile into path (none if empty) and
+// returns what stops it.
+func startCPUProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	check(err)
+	check(pprof.StartCPUProfile(f))
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // cpuTime is the process's user + system CPU time.

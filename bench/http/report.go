@@ -23,15 +23,30 @@ import (
 // EXTRA resumed/req) or handshake (VALUE handshakes/s, CPU the client's per
 // handshake, EXTRA resumed/op).
 type results struct {
-	rates map[rateKey]map[int]rate // by round
-	sys   map[sysKey]map[string]float64
+	rates map[key]map[int]rate // by round
+	sys   map[key]map[string]float64
 }
 
-type rateKey struct{ kind, config, impl string }
+// key names a measurement: its kind, config and implementation.
+type key struct{ kind, config, impl string }
 
 type rate struct{ value, cpu, extra float64 }
 
-type sysKey struct{ kind, config, impl string }
+// configsOf lists the configs of kind in m: by GOMAXPROCS, then HTTP/2
+// before HTTP/1.1.
+func configsOf[V any](m map[key]V, kind string) []string {
+	var cs []string
+	for k := range m {
+		if k.kind == kind && !slices.Contains(cs, k.config) {
+			cs = append(cs, k.config)
+		}
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		pi, pj := cs[i][strings.Index(cs[i], "/")+1:], cs[j][strings.Index(cs[j], "/")+1:]
+		return pi < pj || pi == pj && cs[i] > cs[j]
+	})
+	return cs
+}
 
 func readResults(path string) (*results, error) {
 	f, err := os.Open(path)
@@ -39,7 +54,7 @@ func readResults(path string) (*results, error) {
 		return nil, err
 	}
 	defer f.Close()
-	r := &results{rates: map[rateKey]map[int]rate{}, sys: map[sysKey]map[string]float64{}}
+	r := &results{rates: map[key]map[int]rate{}, sys: map[key]map[string]float64{}}
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {
 		fs := strings.Fields(sc.Text())
@@ -56,7 +71,7 @@ func readResults(path string) (*results, error) {
 					return nil, bad()
 				}
 			}
-			k := rateKey{fs[1], fs[3], fs[4]}
+			k := key{fs[1], fs[3], fs[4]}
 			if r.rates[k] == nil {
 				r.rates[k] = map[int]rate{}
 			}
@@ -66,7 +81,7 @@ func readResults(path string) (*results, error) {
 			if err != nil {
 				return nil, bad()
 			}
-			k := sysKey{fs[1], fs[2], fs[3]}
+			k := key{fs[1], fs[2], fs[3]}
 			if r.sys[k] == nil {
 				r.sys[k] = map[string]float64{}
 			}
@@ -93,7 +108,7 @@ func median(xs []float64) float64 {
 
 // column is one implementation's results of a config, by round.
 func (r *results) column(kind, config, impl string) map[int]rate {
-	return r.rates[rateKey{kind, config, impl}]
+	return r.rates[key{kind, config, impl}]
 }
 
 func values(m map[int]rate, f func(rate) float64) []float64 {
@@ -190,6 +205,15 @@ func topCalls(m map[string]float64) string {
 	return b.String()
 }
 
+// section starts a section of the report with a table of columns.
+func section(w io.Writer, title, intro string, columns ...string) {
+	fmt.Fprintf(w, "\n## %s\n\n", title)
+	if intro != "" {
+		fmt.Fprintf(w, "%s\n\n", intro)
+	}
+	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(columns, " | "), strings.Repeat("---|", len(columns)))
+}
+
 func passMiss(ok bool) string {
 	if ok {
 		return "PASS"
@@ -214,24 +238,10 @@ func report(w io.Writer, dir string) error {
 		targets = append(targets, fmt.Sprintf("- %s: %s", passMiss(ok), fmt.Sprintf(format, args...)))
 	}
 
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "## Servers under h2load")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Medians of the rounds (min–max); ratios are the median of each round's ratio.")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| load, server GOMAXPROCS | golibtls req/s | crypto/tls req/s | golibtls ÷ crypto/tls | server CPU µs/req, golibtls | crypto/tls | tlsresume serve ÷ golibtls | crypto/tls + x/net HTTP/2 ÷ crypto/tls |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
-	var configs []string
-	for k := range r.rates {
-		if k.kind == "http" && !slices.Contains(configs, k.config) {
-			configs = append(configs, k.config)
-		}
-	}
-	sort.Slice(configs, func(i, j int) bool {
-		pi, pj := configs[i][strings.Index(configs[i], "/"):], configs[j][strings.Index(configs[j], "/"):]
-		return pi < pj || pi == pj && configs[i] > configs[j] // procs, then h2 before h1
-	})
-	for _, c := range configs {
+	section(w, "Servers under h2load", "Medians of the rounds (min–max); ratios are the median of each round's ratio.",
+		"load, server GOMAXPROCS", "golibtls req/s", "crypto/tls req/s", "golibtls ÷ crypto/tls", "server CPU µs/req, golibtls",
+		"crypto/tls", "tlsresume serve ÷ golibtls", "crypto/tls + x/net HTTP/2 ÷ crypto/tls")
+	for _, c := range configsOf(r.rates, "http") {
 		lib, gol := r.column("http", c, "golibtls"), r.column("http", c, "gotls")
 		q, n := ratio(lib, gol, reqs)
 		tr, _ := ratio(r.column("http", c, "tlsresume"), lib, reqs)
@@ -246,20 +256,9 @@ func report(w io.Writer, dir string) error {
 		target(n > 0 && q >= 1.0, "%s: golibtls ÷ crypto/tls req/s %.2f (≥ 1.00; %d rounds)", name, q, n)
 	}
 
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "## System calls per request (strace -c -f)")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| load, server GOMAXPROCS | server | all | the calls |")
-	fmt.Fprintln(w, "|---|---|---|---|")
-	var sysConfigs []string
-	for k := range r.sys {
-		if k.kind == "http" && !slices.Contains(sysConfigs, k.config) {
-			sysConfigs = append(sysConfigs, k.config)
-		}
-	}
-	sort.Strings(sysConfigs)
-	for _, c := range sysConfigs {
-		lib, gol := r.sys[sysKey{"http", c, "golibtls"}], r.sys[sysKey{"http", c, "gotls"}]
+	section(w, "System calls per request (strace -c -f)", "", "load, server GOMAXPROCS", "server", "all", "the calls")
+	for _, c := range configsOf(r.sys, "http") {
+		lib, gol := r.sys[key{"http", c, "golibtls"}], r.sys[key{"http", c, "gotls"}]
 		la, _, _, _ := sysTotals(lib)
 		ga, _, _, _ := sysTotals(gol)
 		fmt.Fprintf(w, "| %s | golibtls | %.2f | %s |\n", c, la, topCalls(lib))
@@ -267,13 +266,9 @@ func report(w io.Writer, dir string) error {
 		target(lib != nil && gol != nil && la <= ga, "%s: system calls per request, golibtls %.2f ≤ crypto/tls %.2f", c, la, ga)
 	}
 
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "## A new resumed TLS 1.2 connection per request (client)")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Against net/http over crypto/tls (TLS 1.2 only, HTTP/1.1); `Request.Close` on every request.")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| client | req/s | client CPU µs/req | resumed | ÷ net/http (LRU cache) |")
-	fmt.Fprintln(w, "|---|---|---|---|---|")
+	section(w, "A new resumed TLS 1.2 connection per request (client)",
+		"Against net/http over crypto/tls (TLS 1.2 only, HTTP/1.1); `Request.Close` on every request.",
+		"client", "req/s", "client CPU µs/req", "resumed", "÷ net/http (LRU cache)")
 	nlib, ngo := r.column("newconn", "resumed-tls12", "golibtls"), r.column("newconn", "resumed-tls12", "gotls")
 	nq, nn := ratio(nlib, ngo, reqs)
 	fmt.Fprintf(w, "| libtlshttp.Transport | %s | %s | %s | **%.2f** |\n", span(nlib, reqs, 0), span(nlib, cpu, 1), span(nlib, func(v rate) float64 { return v.extra }, 1), nq)
@@ -284,15 +279,12 @@ func report(w io.Writer, dir string) error {
 		targets = append(targets, fmt.Sprintf("- n/a: libtlshttp.Transport, a new resumed connection per request: %.2f× net/http's req/s (the 0.90 target is LibreSSL's; C libtls's own cost below)", nq))
 	}
 
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "## The client of a resumed TLS 1.2 handshake")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "bench/peer's Handshake/resumed/tls12 (connect, handshake, one byte each way, close_notify, close) against a crypto/tls server in another process.")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| client | handshakes/s | client CPU µs/handshake | CPU ÷ C libtls's | system calls: all | handshake | connection set-up | runtime | the calls |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	section(w, "The client of a resumed TLS 1.2 handshake",
+		"bench/peer's Handshake/resumed/tls12 (connect, handshake, one byte each way, close_notify, close) against a crypto/tls server in another process.",
+		"client", "handshakes/s", "client CPU µs/handshake", "CPU ÷ C libtls's", "system calls: all", "handshake",
+		"connection set-up", "runtime", "the calls")
 	cCol := r.column("handshake", "resumed-tls12", "c")
-	cSys := r.sys[sysKey{"handshake", "resumed-tls12", "c"}]
+	cSys := r.sys[key{"handshake", "resumed-tls12", "c"}]
 	_, cHS, _, _ := sysTotals(cSys)
 	for _, impl := range []struct{ name, label string }{
 		{"c", "C libtls (bench/c)"}, {"golibtls", "golibtls, session file"},
@@ -300,7 +292,7 @@ func report(w io.Writer, dir string) error {
 	} {
 		col := r.column("handshake", "resumed-tls12", impl.name)
 		cq, _ := ratio(col, cCol, cpu)
-		m := r.sys[sysKey{"handshake", "resumed-tls12", impl.name}]
+		m := r.sys[key{"handshake", "resumed-tls12", impl.name}]
 		all, hs, setup, rt := sysTotals(m)
 		fmt.Fprintf(w, "| %s | %s | %s | %.2f | %.1f | %.1f | %.1f | %.1f | %s |\n", impl.label, span(col, reqs, 0), span(col, cpu, 0), cq, all, hs, setup, rt, topCalls(m))
 		if strings.HasPrefix(impl.name, "golibtls") && m != nil && cSys != nil {
