@@ -27,18 +27,20 @@
  * and tls_close, and LibreSSL's tls_close fails "EOF without close
  * notify"; kept from it, the connection stays usable for the reply and a
  * clean close, as crypto/tls's does.
+ *
+ * It is part of every connection's memory, so its fields are small.
  */
 struct golibtls_in {
 	unsigned char hdr[5];
-	int nhdr;          /* header bytes seen of the current record */
-	size_t body;       /* body bytes still expected */
-	unsigned records;  /* records completed since tls_read last returned data */
-	int open;          /* the handshake is over */
-	int eof;           /* the stream ended at a record boundary after the handshake */
-	int hold;          /* libtls must not read: close_notify is being sent */
-	size_t ahead;      /* bytes the transport has read ahead that libtls has not taken yet */
-	int dry;           /* past what is ahead, more input costs a system call (the socket transport) */
-	ssize_t last;      /* golibtls_read_many: the failure or end kept for the next Read, else 1 */
+	unsigned char nhdr;  /* header bytes seen of the current record */
+	unsigned char open;  /* the handshake is over */
+	unsigned char eof;   /* the stream ended at a record boundary after the handshake */
+	unsigned char hold;  /* libtls must not read: close_notify is being sent */
+	unsigned char dry;   /* past what is ahead, more input costs a system call (the socket transport) */
+	uint32_t body;       /* body bytes still expected (a record's length is 16 bits) */
+	uint32_t records;    /* records completed since tls_read last returned data */
+	uint32_t ahead;      /* bytes the transport has read ahead that libtls has not taken yet */
+	ssize_t last;        /* golibtls_read_many: the failure or end kept for the next Read, else 1 */
 };
 
 static inline void golibtls_in_feed(struct golibtls_in *r, const unsigned char *b, size_t n) {
@@ -55,7 +57,7 @@ static inline void golibtls_in_feed(struct golibtls_in *r, const unsigned char *
 		r->hdr[r->nhdr++] = *b++;
 		n--;
 		if (r->nhdr == 5) {
-			r->body = ((size_t)r->hdr[3] << 8) | r->hdr[4];
+			r->body = ((uint32_t)r->hdr[3] << 8) | r->hdr[4];
 			r->nhdr = 0;
 			if (r->body == 0)
 				r->records++;

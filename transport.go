@@ -15,7 +15,7 @@ import (
 
 // opKind is the Conn operation a transport drives; they differ in what
 // they may wait for and how they flush.
-type opKind int
+type opKind uint8
 
 const (
 	opHandshake opKind = iota

@@ -60,20 +60,22 @@ static void golibtls_buf_put(unsigned char *b) {
 // Go keeps its sockets), what they saw, and the bytes read ahead of libtls
 // or written by it and not sent yet. Each buffer exists only while it
 // holds bytes.
+//
+// It is part of every connection's memory (idle ones too), so its fields
+// are small; the buffers are GOLIBTLS_SOCKBUF at most.
 struct golibtls_sock {
 	int fd;
-	int eagain;  // a read found the socket empty since the flags were cleared
-	int wblock;  // a write found the socket full since the flags were cleared
-	int moved;   // a read or write moved bytes since the flags were cleared
 	int err;     // errno of the last failed read or write, 0 if none
-	int sent;    // bytes have been written
-	int reset;   // a write found the connection reset
 	int werr;    // errno of output that could not be sent, 0 if none
+	unsigned char eagain;  // a read found the socket empty since the flags were cleared
+	unsigned char wblock;  // a write found the socket full since the flags were cleared
+	unsigned char moved;   // a read or write moved bytes since the flags were cleared
+	unsigned char sent;    // bytes have been written
+	unsigned char reset;   // a write found the connection reset
 	struct golibtls_in rec; // what libtls has read; rec.ahead: bytes in rbuf
 	unsigned char *rbuf;    // read ahead: rbuf[roff:roff+rec.ahead]
-	size_t roff;
 	unsigned char *wbuf;    // written by libtls, not sent yet: wbuf[woff:woff+wlen]
-	size_t woff, wlen;
+	uint32_t roff, woff, wlen;
 };
 
 // golibtls_sock_got handles a read's result n (of the socket or, for
@@ -111,6 +113,7 @@ static ssize_t golibtls_sock_read(struct tls *ctx, void *buf, size_t len, void *
 	}
 	if (s->rec.ahead > 0) {
 		size_t n = len < s->rec.ahead ? len : s->rec.ahead;
+		// (n <= GOLIBTLS_SOCKBUF: the 32-bit counts hold it.)
 		memcpy(buf, s->rbuf + s->roff, n);
 		s->roff += n;
 		s->rec.ahead -= n;
@@ -140,7 +143,7 @@ static ssize_t golibtls_sock_read(struct tls *ctx, void *buf, size_t len, void *
 			if (n > (ssize_t)len) {
 				s->rbuf = ra;
 				s->roff = 0;
-				s->rec.ahead = (size_t)n - len;
+				s->rec.ahead = (uint32_t)((size_t)n - len);
 				n = (ssize_t)len;
 			} else
 				golibtls_buf_put(ra);
@@ -415,28 +418,32 @@ func (t *socketTransport) reset() {
 // RawConn callback bound once, so that steady-state Reads and Writes
 // allocate nothing. It points to the Conn only during a run (the
 // transport keeps none at rest).
+//
+// Its fields are laid out so that the transport, with two runs, stays in
+// the 256-byte size class: it is part of every idle connection's memory.
 type sockRun struct {
 	t     *socketTransport
 	c     *Conn
-	kind  opKind
 	op    string
 	inner libtlsCall
 
-	rc    C.ssize_t
-	err   error
+	rc     C.ssize_t
+	heldRC C.ssize_t // a result kept until the call's output has left (held)
+	err    error
+
+	onReady func(uintptr) bool // r.ready, bound on first use
+
+	kind  opKind
 	done  bool
 	again bool // libtls asked for I/O that the socket did not refuse
 	moved bool // and its callbacks moved bytes meanwhile
 	ended bool // the stream has ended (golibtls_in kept it from libtls)
-	// held is a result kept until the call's output has left (heldRC);
-	// sendErr the error of output that could not be sent.
-	held    bool
-	heldRC  C.ssize_t
-	sendErr error
-	// The readiness the next wait is for.
-	want C.ssize_t
-
-	onReady func(uintptr) bool // r.ready, bound on first use
+	held  bool
+	// wantIn: the next wait is for readability, else writability.
+	wantIn bool
+	// sendErrno is the errno of output that could not be sent, 0 if
+	// none.
+	sendErrno int32
 }
 
 // call is the call as Conn.step makes it under cMu: it sends what an
@@ -465,9 +472,8 @@ func (r *sockRun) call(ctx *C.struct_tls) C.ssize_t {
 		}
 	}
 	if rc == C.GOLIBTLS_SENDERR {
-		errno := syscall.Errno(s.werr)
+		r.sendErrno = int32(s.werr)
 		s.err = 0
-		r.sendErr = &Error{Op: r.op, Msg: "write failed: " + errno.Error(), Err: r.t.opError("write", os.NewSyscallError("write", errno))}
 		rc = -1
 	}
 	if s.wlen > 0 && rc >= 0 && !(r.kind == opRead && rc > 0) {
@@ -494,11 +500,12 @@ func (r *sockRun) ready(uintptr) bool {
 	idle := 0
 	for calls := 1; ; calls++ {
 		r.rc, r.err = r.c.step(r.kind, r.op, r)
-		if r.sendErr != nil {
+		if r.sendErrno != 0 {
 			if r.err != nil && !errors.Is(r.err, ErrClosed) {
-				r.err = r.sendErr
+				errno := syscall.Errno(r.sendErrno)
+				r.err = &Error{Op: r.op, Msg: "write failed: " + errno.Error(), Err: r.t.opError("write", os.NewSyscallError("write", errno))}
 			}
-			r.sendErr = nil
+			r.sendErrno = 0
 		}
 		rc := r.rc
 		if r.err == nil && r.again {
@@ -510,7 +517,7 @@ func (r *sockRun) ready(uintptr) bool {
 			}
 			if idle < maxSpins {
 				if calls%yieldEvery == 0 {
-					return true // r.want unchanged: RawConn calls again at once
+					return true // r.wantIn unchanged: RawConn calls again at once
 				}
 				continue
 			}
@@ -531,10 +538,10 @@ func (r *sockRun) ready(uintptr) bool {
 			r.done = true
 			return true
 		}
-		if rc == r.want {
+		if r.wantIn == (rc == C.TLS_WANT_POLLIN) {
 			return false // wait in this RawConn call, then call again
 		}
-		r.want = rc
+		r.wantIn = rc == C.TLS_WANT_POLLIN
 		return true // wait for the other direction
 	}
 }
@@ -563,10 +570,7 @@ func (t *socketTransport) run(c *Conn, kind opKind, op string, call libtlsCall) 
 	r.rc, r.err, r.done, r.held = 0, nil, false, false
 	// Writes start in a RawConn Write, so that an expired read deadline
 	// cannot fail them, and the rest in a RawConn Read.
-	r.want = C.TLS_WANT_POLLIN
-	if kind == opWrite || kind == opClose {
-		r.want = C.TLS_WANT_POLLOUT
-	}
+	r.wantIn = kind != opWrite && kind != opClose
 	rc, err := t.wait(r)
 	r.c, r.inner, r.err = nil, nil, nil
 	return rc, err
@@ -575,7 +579,7 @@ func (t *socketTransport) run(c *Conn, kind opKind, op string, call libtlsCall) 
 func (t *socketTransport) wait(r *sockRun) (C.ssize_t, error) {
 	for !r.done {
 		var werr error
-		if r.want == C.TLS_WANT_POLLIN {
+		if r.wantIn {
 			werr = t.raw.Read(r.onReady)
 		} else {
 			werr = t.raw.Write(r.onReady)
@@ -585,7 +589,7 @@ func (t *socketTransport) wait(r *sockRun) (C.ssize_t, error) {
 				return -1, closedError(r.op)
 			}
 			dir := "read"
-			if r.want == C.TLS_WANT_POLLOUT {
+			if !r.wantIn {
 				dir = "write"
 			}
 			// RawConn's error is a *net.OpError of its own ("raw-read"):
