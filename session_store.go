@@ -88,6 +88,12 @@ type fileSessionStore struct {
 	// on the descriptor, which its owner may close and reuse, is never
 	// touched again.
 	retired atomic.Bool
+	// size is the file's length when the binding last read or wrote it
+	// (under the file's lock): a save as long or longer needs no
+	// ftruncate. Should another process have lengthened the file since,
+	// its tail stays after the key line, where readers (libtls's PEM
+	// reader, splitSessionFile) never look.
+	size int
 }
 
 const sessionKeyLine = "golibtls-session-key: "
@@ -149,6 +155,7 @@ func (s *fileSessionStore) load(ctx context.Context, closing <-chan struct{}, ke
 	if err != nil {
 		return dst, &Error{Op: "session", Msg: "failed to read session file: " + err.Error(), Err: err}
 	}
+	s.size = len(b) - start
 	pem, k, ok := splitSessionFile(b[start:])
 	if !ok || k != key {
 		clear(b[start:])
@@ -164,6 +171,7 @@ func (s *fileSessionStore) save(key sessionKey, pem []byte) error {
 	}
 	defer unlock()
 	if len(pem) == 0 {
+		s.size = 0
 		return ftruncate(s.fd, 0)
 	}
 	// One write of the session and its key, then the length: a crash in
@@ -178,6 +186,11 @@ func (s *fileSessionStore) save(key sessionKey, pem []byte) error {
 	if err := pwriteAll(s.fd, b); err != nil {
 		return err
 	}
+	if len(b) >= s.size {
+		s.size = len(b)
+		return nil
+	}
+	s.size = len(b)
 	return ftruncate(s.fd, int64(len(b)))
 }
 
@@ -192,8 +205,10 @@ func (s *fileSessionStore) discard(key sessionKey, pem []byte) error {
 	if err != nil {
 		return err
 	}
+	s.size = len(b)
 	cur, k, ok := splitSessionFile(b)
 	if ok && k == key && bytes.Equal(cur, pem) {
+		s.size = 0
 		return ftruncate(s.fd, 0)
 	}
 	return nil
