@@ -85,6 +85,11 @@ type Conn struct {
 	// readEnd is how the stream ended, found by a Read that also
 	// returned data (guarded by readMu): io.EOF, or an error.
 	readEnd error
+	// rbuf holds plaintext that a small Read took from libtls beyond
+	// what its caller asked for, rbuf[rbufOff:rbufEnd] (guarded by
+	// readMu); nil when there is none (see smallRead).
+	rbuf             *readBuf
+	rbufOff, rbufEnd int
 	// rd and wr are Read's and Write's libtls calls (guarded by readMu
 	// and writeMu).
 	rd readCall
@@ -469,6 +474,17 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
+	if c.rbuf != nil {
+		if c.closed.Load() {
+			return 0, closedError("read")
+		}
+		n := copy(p, c.rbuf[c.rbufOff:c.rbufEnd])
+		if c.rbufOff += n; c.rbufOff == c.rbufEnd {
+			readBufPool.Put(c.rbuf)
+			c.rbuf = nil
+		}
+		return n, nil
+	}
 	if err := c.readEnd; err != nil {
 		// The end of the stream came with the previous Read's data.
 		if err != io.EOF {
@@ -480,6 +496,16 @@ func (c *Conn) Read(p []byte) (int, error) {
 	r.t, r.p = c.t, p
 	n, err := c.t.run(c, opRead, "read", r)
 	end := r.end
+	if b := r.buf; b != nil {
+		// A small Read: libtls filled a buffer of the pool.
+		k := C.ssize_t(copy(p, b[:n]))
+		if k < n {
+			c.rbuf, c.rbufOff, c.rbufEnd = b, int(k), int(n)
+		} else {
+			readBufPool.Put(b)
+		}
+		n, r.buf = k, nil
+	}
 	r.p, r.end = nil, nil // keep neither the caller's buffer nor the error
 	if err == nil {
 		err = end // nil, io.EOF or the failure that ended the stream
@@ -499,12 +525,26 @@ func (c *Conn) Read(p []byte) (int, error) {
 // to the heap on every call).
 type readCall struct {
 	t   transport
-	p   []byte // the caller's buffer, during a Read
-	end error  // how the stream ended, if it did
-	// last is the result of the last tls_read (a field, not a local: a
-	// local whose address goes to C escapes to the heap on every call).
-	last C.ssize_t
+	p   []byte   // the caller's buffer, during a Read
+	buf *readBuf // a small Read's data, when there is some
+	end error    // how the stream ended, if it did
 }
+
+// A Read of fewer than smallRead bytes reads what libtls has into a
+// buffer of readBufSize from readBufPool, and later Reads take the rest
+// from there without a call into C: HTTP/2 servers read each frame's
+// 9-byte header, then its payload, straight from the connection, and a
+// cgo call per Read would cost more than the frame. The buffer is taken
+// only while libtls has data for it, and returned once empty, so an idle
+// connection holds none.
+const (
+	smallRead   = 1024
+	readBufSize = 16 << 10
+)
+
+type readBuf [readBufSize]byte
+
+var readBufPool = sync.Pool{New: func() any { return new(readBuf) }}
 
 // errFlood is a Read's error once the peer has sent more than
 // maxNonDataRecords records in a row without data.
@@ -514,8 +554,18 @@ var errFlood = &Error{Op: "read", Msg: fmt.Sprintf("too many non-advancing recor
 // in one cgo call. It runs under cMu.
 func (r *readCall) call(ctx *C.struct_tls) C.ssize_t {
 	in := r.t.in()
-	n := C.golibtls_read_many(ctx, in, unsafe.Pointer(&r.p[0]), C.size_t(min(len(r.p), maxOpBytes)), maxNonDataRecords, &r.last)
-	switch last := r.last; {
+	var n C.ssize_t
+	if len(r.p) < smallRead {
+		b := readBufPool.Get().(*readBuf)
+		if n = r.t.readMany(ctx, b[:]); n > 0 {
+			r.buf = b
+		} else {
+			readBufPool.Put(b)
+		}
+	} else {
+		n = r.t.readMany(ctx, r.p[:min(len(r.p), maxOpBytes)])
+	}
+	switch last := in.last; {
 	case n == C.GOLIBTLS_FLOOD || last == C.GOLIBTLS_FLOOD:
 		r.end = errFlood
 		n = max(n, 0)
@@ -537,13 +587,14 @@ func (r *readCall) call(ctx *C.struct_tls) C.ssize_t {
 
 // writeCall is Write's libtls call, kept in the Conn (see readCall).
 type writeCall struct {
+	t transport
 	p []byte // what is left to write, during a Write
 }
 
 // call writes p, several records but at most maxOpBytes, in one cgo call.
 // It runs under cMu.
 func (w *writeCall) call(ctx *C.struct_tls) C.ssize_t {
-	return C.golibtls_write_many(ctx, unsafe.Pointer(&w.p[0]), C.size_t(len(w.p)), maxOpBytes)
+	return w.t.writeMany(ctx, w.p)
 }
 
 // Write writes application data, running the handshake first if needed.
@@ -563,7 +614,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	total := 0
 	for total < len(p) {
-		c.wr.p = p[total:]
+		c.wr.t, c.wr.p = c.t, p[total:]
 		n, err := c.t.run(c, opWrite, "write", &c.wr)
 		c.wr.p = nil
 		if n > 0 {

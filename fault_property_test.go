@@ -563,15 +563,8 @@ func TestClassifyFaultError(t *testing.T) {
 func TestTruncatedRecordIsNotEOF(t *testing.T) {
 	forEachTransport(t, func(t *testing.T) {
 		craw, sraw := tcpPair(t)
-		hs := &holdConn{Conn: sraw}
-		c := newLibtlsClient(t, craw, newClientConfig(t), "localhost")
-		s := tls.Server(hs, goServerConfig(t))
-		cerr, serr := handshakeBoth(c, s)
-		require.NoError(t, cerr)
-		require.NoError(t, serr)
-		hs.mu.Lock()
-		hs.hold = true
-		hs.mu.Unlock()
+		c, s, hs := holdingGoServer(t, craw, sraw)
+		hs.setHold()
 		_, err := s.Write([]byte("a message that will not arrive whole"))
 		require.NoError(t, err)
 		rec := hs.release()

@@ -351,6 +351,26 @@ func (h *holdConn) Write(p []byte) (int, error) {
 	return h.Conn.Write(p)
 }
 
+// setHold keeps what is written from now on.
+func (h *holdConn) setHold() {
+	h.mu.Lock()
+	h.hold = true
+	h.mu.Unlock()
+}
+
+// holdingGoServer is a golibtls client on craw and a crypto/tls server on
+// sraw through a holdConn, after their handshake.
+func holdingGoServer(t *testing.T, craw, sraw net.Conn) (*Conn, *tls.Conn, *holdConn) {
+	t.Helper()
+	hs := &holdConn{Conn: sraw}
+	c := newLibtlsClient(t, craw, newClientConfig(t), "localhost")
+	s := tls.Server(hs, goServerConfig(t))
+	cerr, serr := handshakeBoth(c, s)
+	require.NoError(t, cerr)
+	require.NoError(t, serr)
+	return c, s, hs
+}
+
 func (h *holdConn) release() []byte {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -367,12 +387,7 @@ func TestReadRetryAfterDeadline(t *testing.T) {
 	}{{"TCP", tcpPair}, {"Pipe", pipePair}} {
 		t.Run(tr.name, func(t *testing.T) {
 			craw, sraw := tr.pair(t)
-			hs := &holdConn{Conn: sraw}
-			c := newLibtlsClient(t, craw, newClientConfig(t), "localhost")
-			s := tls.Server(hs, goServerConfig(t))
-			cerr, serr := handshakeBoth(c, s)
-			require.NoError(t, cerr)
-			require.NoError(t, serr)
+			c, s, hs := holdingGoServer(t, craw, sraw)
 
 			// Nothing sent yet: the Read times out.
 			require.NoError(t, c.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
@@ -381,9 +396,7 @@ func TestReadRetryAfterDeadline(t *testing.T) {
 			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 
 			// Half a record arrives: the Read still times out...
-			hs.mu.Lock()
-			hs.hold = true
-			hs.mu.Unlock()
+			hs.setHold()
 			_, err = s.Write([]byte("hello, again"))
 			require.NoError(t, err)
 			rec := hs.release()

@@ -27,15 +27,20 @@
  * and tls_close, and LibreSSL's tls_close fails "EOF without close
  * notify"; kept from it, the connection stays usable for the reply and a
  * clean close, as crypto/tls's does.
+ *
+ * It is part of every connection's memory, so its fields are small.
  */
 struct golibtls_in {
 	unsigned char hdr[5];
-	int nhdr;          /* header bytes seen of the current record */
-	size_t body;       /* body bytes still expected */
-	unsigned records;  /* records completed since tls_read last returned data */
-	int open;          /* the handshake is over */
-	int eof;           /* the stream ended at a record boundary after the handshake */
-	int hold;          /* libtls must not read: close_notify is being sent */
+	unsigned char nhdr;  /* header bytes seen of the current record */
+	unsigned char open;  /* the handshake is over */
+	unsigned char eof;   /* the stream ended at a record boundary after the handshake */
+	unsigned char hold;  /* libtls must not read: close_notify is being sent */
+	unsigned char dry;   /* past what is ahead, more input costs a system call (the socket transport) */
+	uint32_t body;       /* body bytes still expected (a record's length is 16 bits) */
+	uint32_t records;    /* records completed since tls_read last returned data */
+	uint32_t ahead;      /* bytes the transport has read ahead that libtls has not taken yet */
+	ssize_t last;        /* golibtls_read_many: the failure or end kept for the next Read, else 1 */
 };
 
 static inline void golibtls_in_feed(struct golibtls_in *r, const unsigned char *b, size_t n) {
@@ -52,7 +57,7 @@ static inline void golibtls_in_feed(struct golibtls_in *r, const unsigned char *
 		r->hdr[r->nhdr++] = *b++;
 		n--;
 		if (r->nhdr == 5) {
-			r->body = ((size_t)r->hdr[3] << 8) | r->hdr[4];
+			r->body = ((uint32_t)r->hdr[3] << 8) | r->hdr[4];
 			r->nhdr = 0;
 			if (r->body == 0)
 				r->records++;
@@ -123,10 +128,15 @@ static inline ssize_t golibtls_write_many(struct tls *ctx, const void *buf, size
 /*
  * golibtls_read_many is the same for tls_read: it fills buf with as many
  * records as are already available and stops at the first that is not.
+ * Over a transport whose further input costs a system call (dry), it stops
+ * after data once nothing is read ahead, as crypto/tls does: trying the
+ * socket then would mostly find it empty, one wasted call per Read.
  * When it has read something and then tls_read ends the stream (0) or
- * fails, it returns what it read and leaves that last result in *last for
- * the next Read: the failure has consumed what caused it (a socket error is
- * reported once), so it cannot be asked for again. *last is 1 otherwise.
+ * fails, it returns what it read and leaves that last result in in->last
+ * for the next Read: the failure has consumed what caused it (a socket
+ * error is reported once), so it cannot be asked for again. in->last is 1
+ * otherwise. (In C memory, not a Go pointer argument: cgo checks every Go
+ * pointer passed, on every call.)
  *
  * It returns 0 at an end of the stream that was kept from libtls, and
  * GOLIBTLS_FLOOD once more than max_nondata records have come in a row
@@ -134,9 +144,9 @@ static inline ssize_t golibtls_write_many(struct tls *ctx, const void *buf, size
  * returns TLS_WANT_POLLIN after each), then at every later call.
  */
 static inline ssize_t golibtls_read_many(struct tls *ctx, struct golibtls_in *in, void *buf, size_t len,
-    unsigned max_nondata, ssize_t *last) {
+    unsigned max_nondata) {
 	size_t done = 0;
-	*last = 1;
+	in->last = 1;
 	while (done < len) {
 		ssize_t n;
 		if (in->records > max_nondata)
@@ -146,6 +156,8 @@ static inline ssize_t golibtls_read_many(struct tls *ctx, struct golibtls_in *in
 		if (n > 0) {
 			in->records = 0;
 			done += (size_t)n;
+			if (in->dry && in->ahead == 0)
+				break;
 			continue;
 		}
 		if (n == TLS_WANT_POLLIN && in->eof)
@@ -155,7 +167,7 @@ static inline ssize_t golibtls_read_many(struct tls *ctx, struct golibtls_in *in
 		if (done == 0)
 			return n;
 		if (n != TLS_WANT_POLLIN && n != TLS_WANT_POLLOUT)
-			*last = n;
+			in->last = n;
 		return (ssize_t)done;
 	}
 	return (ssize_t)done;

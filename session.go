@@ -102,15 +102,19 @@ func (cfg *Config) setSessionFD(fd int, f *os.File) error {
 			return rc
 		}
 		C.tls_config_set_session_fd(c, -1)
+		var id fileID
 		if fd != -1 {
 			if accessErr = checkReadWrite(fd); accessErr != nil {
+				return 0
+			}
+			if id, accessErr = fileIDOf(fd); accessErr != nil {
 				return 0
 			}
 		}
 		old = cfg.sessionFile
 		cfg.sessionFile = nil
 		if fd != -1 {
-			cfg.sessionFile = &fileSessionStore{f: f, fd: fd}
+			cfg.sessionFile = &fileSessionStore{f: f, fd: fd, id: id}
 		}
 		return 0
 	})

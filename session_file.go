@@ -115,11 +115,24 @@ var sessionLocks = struct {
 // must not overlap. An error from fstat (a bad descriptor) is returned as
 // is; the caller leaves it for libtls to report.
 func lockSessionFile(ctx context.Context, closing <-chan struct{}, fd int) (unlock func(), err error) {
+	id, err := fileIDOf(fd)
+	if err != nil {
+		return nil, err
+	}
+	return lockSessionFileID(ctx, closing, id)
+}
+
+// fileIDOf identifies the file behind fd.
+func fileIDOf(fd int) (fileID, error) {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
-		return nil, &os.PathError{Op: "fstat", Path: "session file", Err: err}
+		return fileID{}, &os.PathError{Op: "fstat", Path: "session file", Err: err}
 	}
-	id := fileID{uint64(st.Dev), st.Ino}
+	return fileID{uint64(st.Dev), st.Ino}, nil
+}
+
+// lockSessionFileID is lockSessionFile for a file already identified.
+func lockSessionFileID(ctx context.Context, closing <-chan struct{}, id fileID) (unlock func(), err error) {
 	sessionLocks.Lock()
 	l := sessionLocks.m[id]
 	if l == nil {

@@ -1,6 +1,7 @@
 package libtls
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
@@ -334,4 +335,53 @@ func TestSessionCacheOffRestoresSessionFile(t *testing.T) {
 	again, err := os.ReadFile(cacheFile)
 	require.NoError(t, err)
 	assert.Equal(t, cached, again, "the cache file is left alone")
+}
+
+// A session file store rewrites the file with one pwrite, and truncates it
+// only when the new session is shorter than what the file held when the
+// store last read or wrote it (one system call less per handshake: a
+// server's sessions are usually as long as each other). Should another
+// process have lengthened the file meanwhile, its tail stays after the
+// key line, where neither the store nor libtls reads.
+func TestFileSessionStoreTruncates(t *testing.T) {
+	f := sessionFile(t)
+	id, err := fileIDOf(int(f.Fd()))
+	require.NoError(t, err)
+	s := &fileSessionStore{f: f, fd: int(f.Fd()), id: id}
+	var k1, k2 sessionKey
+	k1[0], k2[0] = 1, 2
+	pemOf := func(n int) []byte {
+		return append(append([]byte("-----BEGIN SSL SESSION PARAMETERS-----\n"), bytes.Repeat([]byte("A"), n)...), "\n"+string(pemEnd)...)
+	}
+	size := func() int64 {
+		st, err := f.Stat()
+		require.NoError(t, err)
+		return st.Size()
+	}
+	long, short := pemOf(300), pemOf(100)
+	require.NoError(t, s.save(k1, long))
+	got, err := s.load(context.Background(), nil, k1, nil)
+	require.NoError(t, err)
+	require.Equal(t, long, got)
+	full := size()
+
+	require.NoError(t, s.save(k1, short))
+	require.Less(t, size(), full, "a shorter session truncates the file")
+	got, err = s.load(context.Background(), nil, k1, nil)
+	require.NoError(t, err)
+	require.Equal(t, short, got)
+
+	// Another process lengthens the file behind the store's back.
+	_, err = f.WriteAt(bytes.Repeat([]byte("x"), 2000), 0)
+	require.NoError(t, err)
+	require.NoError(t, s.save(k2, short))
+	require.Equal(t, int64(2000), size(), "the tail stays")
+	got, err = s.load(context.Background(), nil, k2, nil)
+	require.NoError(t, err)
+	require.Equal(t, short, got, "the session before the tail is read")
+	got, err = s.load(context.Background(), nil, k1, nil)
+	require.NoError(t, err)
+	require.Empty(t, got, "another key's session is not offered")
+	require.NoError(t, s.save(k2, short))
+	require.Less(t, size(), int64(2000), "the next save, knowing the length, truncates")
 }

@@ -80,10 +80,20 @@ type sessionStore interface {
 type fileSessionStore struct {
 	f  *os.File // nil for SetSessionFD
 	fd int
+	// id is the file's identity, the key of its lock, taken once when it
+	// is set (an fstat per handshake saved; libtls keeps the descriptor
+	// on one file as long as it is set).
+	id fileID
 	// retired is set when the Config moves to another file: from then
 	// on the descriptor, which its owner may close and reuse, is never
 	// touched again.
 	retired atomic.Bool
+	// size is the file's length when the binding last read or wrote it
+	// (under the file's lock): a save as long or longer needs no
+	// ftruncate. Should another process have lengthened the file since,
+	// its tail stays after the key line, where readers (libtls's PEM
+	// reader, splitSessionFile) never look.
+	size int
 }
 
 const sessionKeyLine = "golibtls-session-key: "
@@ -114,7 +124,7 @@ func (s *fileSessionStore) lock(ctx context.Context, closing <-chan struct{}) (f
 	if s.retired.Load() {
 		return nil, nil
 	}
-	unlock, err := lockSessionFile(ctx, closing, s.fd)
+	unlock, err := lockSessionFileID(ctx, closing, s.id)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
@@ -145,6 +155,7 @@ func (s *fileSessionStore) load(ctx context.Context, closing <-chan struct{}, ke
 	if err != nil {
 		return dst, &Error{Op: "session", Msg: "failed to read session file: " + err.Error(), Err: err}
 	}
+	s.size = len(b) - start
 	pem, k, ok := splitSessionFile(b[start:])
 	if !ok || k != key {
 		clear(b[start:])
@@ -160,6 +171,7 @@ func (s *fileSessionStore) save(key sessionKey, pem []byte) error {
 	}
 	defer unlock()
 	if len(pem) == 0 {
+		s.size = 0
 		return ftruncate(s.fd, 0)
 	}
 	// One write of the session and its key, then the length: a crash in
@@ -174,6 +186,11 @@ func (s *fileSessionStore) save(key sessionKey, pem []byte) error {
 	if err := pwriteAll(s.fd, b); err != nil {
 		return err
 	}
+	if len(b) >= s.size {
+		s.size = len(b)
+		return nil
+	}
+	s.size = len(b)
 	return ftruncate(s.fd, int64(len(b)))
 }
 
@@ -188,8 +205,10 @@ func (s *fileSessionStore) discard(key sessionKey, pem []byte) error {
 	if err != nil {
 		return err
 	}
+	s.size = len(b)
 	cur, k, ok := splitSessionFile(b)
 	if ok && k == key && bytes.Equal(cur, pem) {
+		s.size = 0
 		return ftruncate(s.fd, 0)
 	}
 	return nil
@@ -197,7 +216,7 @@ func (s *fileSessionStore) discard(key sessionKey, pem []byte) error {
 
 // retire stops all use of the descriptor, waiting for a copy in progress.
 func (s *fileSessionStore) retire() {
-	if unlock, _ := lockSessionFile(context.Background(), nil, s.fd); unlock != nil {
+	if unlock, _ := lockSessionFileID(context.Background(), nil, s.id); unlock != nil {
 		s.retired.Store(true)
 		unlock()
 		return

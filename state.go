@@ -40,10 +40,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
+	"weak"
 )
 
 // ConnectionState returns the connection's TLS facts in crypto/tls's form,
@@ -251,31 +254,75 @@ type connDetails struct {
 // peerCerts parses a connection's peer chain once.
 type peerCerts struct {
 	once  sync.Once
+	chain *certChain // keeps the cache's entry alive while the Conn lives
 	certs []*x509.Certificate
-	err   error
 }
 
 func (p *peerCerts) parse(chainPEM []byte) ([]*x509.Certificate, error) {
 	p.once.Do(func() {
-		rest := chainPEM
-		for {
-			var b *pem.Block
-			b, rest = pem.Decode(rest)
-			if b == nil {
-				return
-			}
-			if b.Type != "CERTIFICATE" {
-				continue
-			}
-			c, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				p.certs, p.err = nil, err
-				return
-			}
-			p.certs = append(p.certs, c)
-		}
+		p.chain = parseChain(chainPEM)
+		// The certificates are shared with other connections (as
+		// crypto/tls shares a resumed session's), the slice is not.
+		p.certs = slices.Clone(p.chain.certs)
 	})
-	return p.certs, p.err
+	return p.certs, p.chain.err
+}
+
+// certChain is a parsed peer chain.
+type certChain struct {
+	certs []*x509.Certificate
+	err   error
+}
+
+// chainCache maps a chain's PEM to its parsed form while some connection
+// holds it, as crypto/tls's certificate cache does: the connections of a
+// client that talks to one server over and over (a new connection per
+// request, resumed) parse its chain once, not per connection. An entry
+// goes when the last connection holding it is collected.
+var chainCache = struct {
+	sync.Mutex
+	m map[string]weak.Pointer[certChain]
+}{m: make(map[string]weak.Pointer[certChain])}
+
+func parseChain(chainPEM []byte) *certChain {
+	chainCache.Lock()
+	if wp, ok := chainCache.m[string(chainPEM)]; ok {
+		if c := wp.Value(); c != nil {
+			chainCache.Unlock()
+			return c
+		}
+	}
+	chainCache.Unlock()
+	c := &certChain{}
+	rest := chainPEM
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			c.certs, c.err = nil, err
+			break
+		}
+		c.certs = append(c.certs, cert)
+	}
+	key := string(chainPEM)
+	chainCache.Lock()
+	chainCache.m[key] = weak.Make(c)
+	chainCache.Unlock()
+	runtime.AddCleanup(c, func(key string) {
+		chainCache.Lock()
+		if wp, ok := chainCache.m[key]; ok && wp.Value() == nil {
+			delete(chainCache.m, key)
+		}
+		chainCache.Unlock()
+	}, key)
+	return c
 }
 
 // handshakeOK reports whether the handshake completed successfully, after

@@ -15,7 +15,7 @@ import (
 
 // opKind is the Conn operation a transport drives; they differ in what
 // they may wait for and how they flush.
-type opKind int
+type opKind uint8
 
 const (
 	opHandshake opKind = iota
@@ -49,6 +49,13 @@ type transport interface {
 	// in is what the read callbacks know of the ciphertext libtls has
 	// read (golibtls.h): its record framing, the end of the stream.
 	in() *C.struct_golibtls_in
+	// readMany and writeMany are Read's and Write's libtls calls,
+	// several records in one cgo call (golibtls_read_many and
+	// golibtls_write_many), with the transport's own work around them.
+	// (A slice, not a pointer: cgo checks the slice, whose bytes hold
+	// no pointers, rather than the whole block it points into.)
+	readMany(ctx *C.struct_tls, p []byte) C.ssize_t
+	writeMany(ctx *C.struct_tls, p []byte) C.ssize_t
 	// ioError returns, after libtls failed, the I/O error of the
 	// transport's callbacks behind it, or nil.
 	ioError(op string) error

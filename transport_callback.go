@@ -151,6 +151,14 @@ func (t *callbackTransport) sentAny(*Conn) bool { return t.sent.Load() }
 
 func (t *callbackTransport) in() *C.struct_golibtls_in { return &t.bio.rec }
 
+func (t *callbackTransport) readMany(ctx *C.struct_tls, p []byte) C.ssize_t {
+	return C.golibtls_read_many(ctx, &t.bio.rec, unsafe.Pointer(&p[0]), C.size_t(len(p)), maxNonDataRecords)
+}
+
+func (t *callbackTransport) writeMany(ctx *C.struct_tls, p []byte) C.ssize_t {
+	return C.golibtls_write_many(ctx, unsafe.Pointer(&p[0]), C.size_t(len(p)), maxOpBytes)
+}
+
 // ioError: the callbacks never fail; transport errors surface from fill
 // and flush directly.
 func (t *callbackTransport) ioError(string) error { return nil }

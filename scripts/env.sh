@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Shared set-up for scripts/test, scripts/bench and scripts/demo: installs the
-# build dependencies on a fresh Debian machine and points cgo at the libtls
-# under test. Source it, then call libtls_setup.
+# Shared set-up for scripts/test, scripts/bench, scripts/bench-http and
+# scripts/demo: installs the build dependencies on a fresh Debian machine
+# and points cgo at the libtls under test. Source it, then call
+# libtls_setup.
 
 # apt_install installs the named Debian packages that are not installed yet.
 apt_install() {
@@ -46,4 +47,29 @@ libtls_setup() {
 		export CGO_LDFLAGS="-Wl,-rpath,$LIBTLS_PREFIX/lib ${CGO_LDFLAGS:-}"
 		export PATH="$LIBTLS_PREFIX/bin:$PATH"
 	fi
+}
+
+# bench_certs DIR makes the benchmarks' certificates in DIR with openssl: an
+# ECDSA P-256 CA (ca.pem) and a leaf for localhost and 127.0.0.1 (cert.pem,
+# key.pem). -sha256: LibreSSL's openssl signs with ECDSA-SHA1 by default,
+# which crypto/tls rejects.
+bench_certs() {
+	local dir=$1
+	mkdir -p "$dir"
+	mkcnf() { # CN, extensions
+		printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = %s\n[ext]\n%s\n' "$1" "$2"
+	}
+	mkcnf "golibtls bench CA" $'basicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier = hash' >"$dir/ca.cnf"
+	mkcnf "localhost" $'basicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth,clientAuth\nsubjectAltName = DNS:localhost,IP:127.0.0.1\nauthorityKeyIdentifier = keyid' >"$dir/leaf.cnf"
+	(
+		cd "$dir" || exit 1
+		openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+		openssl req -new -x509 -sha256 -config ca.cnf -key ca.key -days 30 -extensions ext -out ca.pem
+		openssl ecparam -name prime256v1 -genkey -noout -out key.pem
+		openssl req -new -config leaf.cnf -key key.pem -out leaf.csr
+		openssl x509 -req -sha256 -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+			-extfile leaf.cnf -extensions ext -out cert.pem 2>/dev/null
+		chmod 600 ./*.pem ./*.key
+		openssl verify -CAfile ca.pem cert.pem >/dev/null
+	)
 }

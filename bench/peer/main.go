@@ -5,7 +5,7 @@
 //
 //	peer -impl golibtls -cert cert.pem -key key.pem -serve [-clients 1,8] [-timeout 1h]
 //	peer -impl golibtls -ca ca.pem -connect 127.0.0.1:PORT [-benchtime 1s]
-//	     [-bulk 1GiB] [-clients 1,8] [-run REGEX]
+//	     [-bulk 1GiB] [-clients 1,8] [-run REGEX] [-sessions file|cache]
 //
 // -serve listens on loopback with one server per scenario, prints "control
 // 127.0.0.1:PORT", and answers on that plain TCP control port: "ports" with
@@ -102,7 +102,9 @@ type impl interface {
 
 // --- golibtls ---------------------------------------------------------------------
 
-type golibtls struct{}
+// golibtls's clients keep sessions in a session file, or (cache) in a
+// memory SessionCache, as libtlshttp.Transport does.
+type golibtls struct{ cache bool }
 
 type libConn struct{ *libtls.Conn }
 
@@ -137,7 +139,7 @@ func (golibtls) server(svc service, certPEM, keyPEM []byte) (wrap, error) {
 	}, nil
 }
 
-func (golibtls) client(svc service, caPEM []byte) (wrap, func(), error) {
+func (g golibtls) client(svc service, caPEM []byte) (wrap, func(), error) {
 	cfg, err := libtls.NewConfig()
 	if err != nil {
 		return nil, nil, err
@@ -156,7 +158,11 @@ func (golibtls) client(svc service, caPEM []byte) (wrap, func(), error) {
 	if err := cfg.SetProtocols(svc.proto); err != nil {
 		return fail(err)
 	}
-	if svc.resume {
+	if svc.resume && g.cache {
+		if err := cfg.SetSessionCache(libtls.NewMemorySessionCache(16)); err != nil {
+			return fail(err)
+		}
+	} else if svc.resume {
 		// A fresh 0600 session file, unlinked at once: only the
 		// descriptor is needed.
 		if f, err = os.CreateTemp("", "golibtls-peer-session-*"); err != nil {
@@ -647,12 +653,16 @@ func main() {
 		clientsF  = flag.String("clients", envOr("GOLIBTLS_BENCH_CLIENTS", "1,2,8,64"), "concurrent clients of Scaling/handshakes")
 		runFlag   = flag.String("run", "", "regular expression selecting scenarios by full name")
 		timeout   = flag.Duration("timeout", time.Hour, "with -serve: exit after this long")
+		sessions  = flag.String("sessions", "file", "golibtls client: keep sessions in a session file (file) or a memory SessionCache (cache)")
 	)
 	flag.Parse()
 	var im impl
 	switch *implName {
 	case "golibtls":
-		im = golibtls{}
+		if *sessions != "file" && *sessions != "cache" {
+			log.Fatalf("-sessions %q: want file or cache", *sessions)
+		}
+		im = golibtls{cache: *sessions == "cache"}
 	case "gotls":
 		im = gotls{}
 	default:

@@ -283,22 +283,3 @@ func statsLine(s libtls.ServerStats) string {
 	}
 	return line
 }
-
-type connKey struct{}
-
-// hello answers every request with the facts of its connection.
-func hello(w http.ResponseWriter, r *http.Request, pid int) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	// HTTP/1.1 connections are *libtls.Conn, HTTP/2 ones wrap one.
-	c, ok := r.Context().Value(connKey{}).(interface{ ConnInfo() libtls.ConnInfo })
-	if !ok {
-		http.Error(w, "not a libtls connection", http.StatusInternalServerError)
-		return
-	}
-	s := c.ConnInfo()
-	kind := "full"
-	if s.SessionResumed {
-		kind = "resumed"
-	}
-	fmt.Fprintf(w, "tlsresume serve (pid %d): %s, %s, %s, %s handshake\n", pid, r.Proto, s.Version, s.Cipher, kind)
-}
