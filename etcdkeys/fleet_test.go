@@ -96,7 +96,7 @@ func TestFleet(t *testing.T) {
 	var (
 		monMu      sync.Mutex
 		agreed     []agreement
-		ownKeys    []string
+		ownKeys    = map[string]string{} // server: its revisions when it first had a key of its own
 		monDone    = make(chan struct{})
 		monStop    = make(chan struct{})
 		lastAgree  uint32
@@ -128,7 +128,12 @@ func TestFleet(t *testing.T) {
 				for _, r := range all[i] {
 					if r >= libtls.LocalTicketKeyRevBase {
 						monMu.Lock()
-						ownKeys = append(ownKeys, fmt.Sprintf("%s: %v", s.name, all[i]))
+						if _, seen := ownKeys[s.name]; !seen {
+							// The first time only, with what its Follower saw.
+							ownKeys[s.name] = fmt.Sprint(all[i])
+							t.Logf("%v: %s added a key of its own: %v; its follower: revision %d, error %v; the newest set written: rev %d",
+								time.Since(monStart).Round(time.Millisecond), s.name, all[i], followers[i].Revision(), followers[i].Err(), want)
+						}
 						monMu.Unlock()
 					}
 				}

@@ -70,9 +70,12 @@ type Cluster struct {
 
 type member struct {
 	name      string
-	clientURL string
+	clientURL string // the front door's
+	frontAddr string // HOST:PORT of the front door
+	ownAddr   string // HOST:PORT where the member itself listens for clients
 	cfg       *embed.Config
 	etcd      *embed.Etcd // nil while stopped
+	front     *frontDoor  // nil while stopped
 }
 
 // Start starts an n-member cluster on 127.0.0.1 with its data under dir
@@ -106,7 +109,7 @@ func StartWith(dir string, n int, opts Options) (*Cluster, error) {
 var errPortTaken = errors.New("etcdtest: port taken")
 
 func start(dir string, n int, opts Options) (*Cluster, error) {
-	ports, err := freePorts(2 * n)
+	ports, err := freePorts(3 * n)
 	if err != nil {
 		return nil, err
 	}
@@ -123,16 +126,20 @@ func start(dir string, n int, opts Options) (*Cluster, error) {
 	var initial []string
 	for i := range n {
 		name := fmt.Sprintf("m%d", i)
-		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i])
-		client := fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i+1])
+		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[3*i])
+		// Clients reach the member through its front door (see frontDoor).
+		own := fmt.Sprintf("127.0.0.1:%d", ports[3*i+1])
+		front := fmt.Sprintf("127.0.0.1:%d", ports[3*i+2])
+		client := scheme + "://" + front
 		initial = append(initial, name+"="+peer)
 		cfg := embed.NewConfig()
 		cfg.Name = name
 		cfg.Dir = filepath.Join(dir, name)
 		pu, _ := url.Parse(peer)
 		cu, _ := url.Parse(client)
+		ou, _ := url.Parse(scheme + "://" + own)
 		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*ou}, []url.URL{*cu}
 		cfg.ClientTLSInfo = tlsInfo
 		cfg.InitialClusterToken = "etcdtest"
 		cfg.ClusterState = embed.ClusterStateFlagNew
@@ -141,7 +148,7 @@ func start(dir string, n int, opts Options) (*Cluster, error) {
 		cfg.UnsafeNoFsync = true              // test data: speed over durability
 		cfg.BcryptCost = uint(bcrypt.MinCost) // test passwords: speed over strength
 		cfgs[i] = cfg
-		c.members = append(c.members, &member{name: name, clientURL: client, cfg: cfg})
+		c.members = append(c.members, &member{name: name, clientURL: client, frontAddr: front, ownAddr: own, cfg: cfg})
 	}
 	for _, cfg := range cfgs {
 		cfg.InitialCluster = strings.Join(initial, ",")
@@ -156,6 +163,12 @@ func start(dir string, n int, opts Options) (*Cluster, error) {
 			return nil, fmt.Errorf("etcdtest: start member %s: %w", cfg.Name, err)
 		}
 		c.members[i].etcd = e
+		d, err := openFrontDoor(c.members[i].frontAddr, c.members[i].ownAddr)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%w: %v", errPortTaken, err)
+		}
+		c.members[i].front = d
 	}
 	deadline := time.After(StartTimeout)
 	for _, m := range c.members {
@@ -269,10 +282,15 @@ func freePorts(n int) ([]int, error) {
 }
 
 // quietLogger logs errors only, to stderr, less those a member logs when
-// it is stopped.
+// it is stopped. ETCDTEST_LOG=info (or debug, warn) logs more, to see what
+// a cluster did in a test that failed.
 func quietLogger() *zap.Logger {
 	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(zapcore.ErrorLevel)
+	level := zapcore.ErrorLevel
+	if l, err := zapcore.ParseLevel(os.Getenv("ETCDTEST_LOG")); err == nil && os.Getenv("ETCDTEST_LOG") != "" {
+		level = l
+	}
+	cfg.Level = zap.NewAtomicLevelAt(level)
 	cfg.Sampling = nil
 	lg, err := cfg.Build(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return closingFilter{c} }))
 	if err != nil {
@@ -467,15 +485,19 @@ func (c *Cluster) Leader() int {
 	return -1
 }
 
-// Stop stops member i gracefully (a leader hands its leadership over
-// first); the others carry on while they are a majority. Stopping a
-// stopped member does nothing.
+// Stop stops member i; the others carry on while they are a majority. Its
+// clients' connections end at once, as when an etcd process exits, and a
+// leader hands its leadership over, as etcd does when it is stopped
+// gracefully. Stopping a stopped member does nothing.
 func (c *Cluster) Stop(i int) {
 	c.mu.Lock()
 	m := c.members[i]
-	e := m.etcd
-	m.etcd = nil
+	e, d := m.etcd, m.front
+	m.etcd, m.front = nil, nil
 	c.mu.Unlock()
+	if d != nil {
+		d.close()
+	}
 	if e != nil {
 		e.Close()
 	}
@@ -500,8 +522,13 @@ func (c *Cluster) Restart(i int) error {
 		e.Close()
 		return err
 	}
+	d, err := openFrontDoor(m.frontAddr, m.ownAddr)
+	if err != nil {
+		e.Close()
+		return fmt.Errorf("etcdtest: restart member %s: %w", m.name, err)
+	}
 	c.mu.Lock()
-	m.etcd = e
+	m.etcd, m.front = e, d
 	c.mu.Unlock()
 	return nil
 }
