@@ -287,8 +287,10 @@ func freePorts(n int) ([]int, error) {
 func quietLogger() *zap.Logger {
 	cfg := zap.NewProductionConfig()
 	level := zapcore.ErrorLevel
-	if l, err := zapcore.ParseLevel(os.Getenv("ETCDTEST_LOG")); err == nil && os.Getenv("ETCDTEST_LOG") != "" {
-		level = l
+	if v := os.Getenv("ETCDTEST_LOG"); v != "" {
+		if l, err := zapcore.ParseLevel(v); err == nil {
+			level = l
+		}
 	}
 	cfg.Level = zap.NewAtomicLevelAt(level)
 	cfg.Sampling = nil

@@ -3,6 +3,7 @@ package etcdtest
 import (
 	"context"
 	"errors"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -70,6 +71,104 @@ func TestCluster(t *testing.T) {
 	}
 	if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "2" {
 		t.Errorf("restarted member has %v, want k=2", resp.Kvs)
+	}
+}
+
+// TestStopEndsClientStreams: a member stops as when its process exits,
+// whatever its clients have open on it, and their watches go on through
+// another member. etcd's graceful stop alone waits up to 7 s for its
+// clients' streams (its request timeout), and never returns while a client
+// connection has sent nothing yet (cmux waits for its first bytes); here
+// Stop ends the member's client connections first.
+func TestStopEndsClientStreams(t *testing.T) {
+	c := New(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leader := c.Leader()
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	// The watcher's endpoints: the leader first, so that the watch starts
+	// there (the client picks its first endpoint while it can).
+	eps := c.Endpoints()
+	first := []string{eps[leader]}
+	for i, ep := range eps {
+		if i != leader {
+			first = append(first, ep)
+		}
+	}
+	watcher, err := c.NewClient(clientv3.Config{Endpoints: first[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	writer, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	// A lease kept alive, as a Rotator's session does, and a watch that
+	// requires a leader, as a Follower's does: both streams on the member.
+	lease, err := watcher.Grant(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka, err := watcher.KeepAlive(ctx, lease.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range ka {
+		}
+	}()
+	wch := watcher.Watch(clientv3.WithRequireLeader(ctx), "k")
+	if _, err := writer.Put(ctx, "k", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if wr := <-wch; len(wr.Events) != 1 {
+		t.Fatalf("watch before the stop: %v", wr)
+	}
+	watcher.SetEndpoints(first...) // from now on it may move
+
+	// And a client's connection that is just being made: connected, no
+	// byte sent yet.
+	raw, err := net.Dial("tcp", c.Endpoint(leader))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	time.Sleep(100 * time.Millisecond)
+
+	start := time.Now()
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); c.Stop(leader) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return within 10 s with client connections open on the member")
+	}
+	took := time.Since(start)
+	if took >= 5*time.Second {
+		t.Errorf("Stop took %v with client connections open on the member: it waited for them", took)
+	}
+	if _, err := writer.Put(ctx, "k", "2"); err != nil {
+		t.Fatalf("put after the stop: %v", err)
+	}
+	for {
+		select {
+		case wr, ok := <-wch:
+			if !ok {
+				t.Fatal("the watch ended")
+			}
+			for _, ev := range wr.Events {
+				if string(ev.Kv.Value) == "2" {
+					t.Logf("Stop took %v; the watch saw the next write %v after it", took.Round(time.Millisecond), (time.Since(start) - took).Round(time.Millisecond))
+					return
+				}
+			}
+		case <-ctx.Done():
+			t.Fatal("the watch never saw the write after the stop")
+		}
 	}
 }
 

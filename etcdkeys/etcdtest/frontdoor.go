@@ -12,10 +12,12 @@ import (
 // connection of a member at once, as the exit of an etcd process does.
 //
 // Without it a stopped member's clients hang on: embed.Etcd.Close first
-// waits up to its request timeout, 7 s, for its clients' watch and lease
-// streams to end, and only then hands leadership over and stops raft. The
+// waits up to its request timeout, 7 s, for its clients' connections and
+// streams to end, and only then hands leadership over and stops raft (the
 // fleet test failed that way: servers watching through the member being
-// stopped fell behind by those seconds and missed sets.
+// stopped fell behind by those seconds and missed sets); and it never
+// returns while a client connection has sent no byte yet, which cmux
+// waits for (TestStopEndsClientStreams).
 type frontDoor struct {
 	ln      net.Listener
 	backend string // the member's own client address, HOST:PORT
