@@ -88,16 +88,10 @@ func TestStopEndsClientStreams(t *testing.T) {
 	if leader < 0 {
 		t.Fatal("no leader")
 	}
-	// The watcher's endpoints: the leader first, so that the watch starts
-	// there (the client picks its first endpoint while it can).
+	// The watcher knows only the leader until its streams are open there;
+	// then it is given every member, to move to when the leader stops.
 	eps := c.Endpoints()
-	first := []string{eps[leader]}
-	for i, ep := range eps {
-		if i != leader {
-			first = append(first, ep)
-		}
-	}
-	watcher, err := c.NewClient(clientv3.Config{Endpoints: first[:1]})
+	watcher, err := c.NewClient(clientv3.Config{Endpoints: eps[leader : leader+1]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +122,7 @@ func TestStopEndsClientStreams(t *testing.T) {
 	if wr := <-wch; len(wr.Events) != 1 {
 		t.Fatalf("watch before the stop: %v", wr)
 	}
-	watcher.SetEndpoints(first...) // from now on it may move
+	watcher.SetEndpoints(eps...)
 
 	// And a client's connection that is just being made: connected, no
 	// byte sent yet.
